@@ -1,0 +1,251 @@
+"""The ``archlab`` command.
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming what was wrong), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from archlab.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="archlab: declare, search, export and compare neural-network architectures.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+class _SearchProgress:
+    """A rich progress bar over the budget (time or trials) with the best result so far."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.by_time = True
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = ev["event"]
+        if kind == "start":
+            self.by_time = ev.get("budget_s") is not None
+            total = ev["budget_s"] if self.by_time else ev["n_trials"]
+            self.bar = Progress(TextColumn("[bold]search[/]"), BarColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), console=err, transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("starting", total=total)
+            if ev.get("resumed"):
+                err.print(f"resuming: {ev['trials']} finished trial(s) in the ledger")
+        elif kind == "trial" and self.bar is not None:
+            best = ev.get("best_val_accuracy")
+            best_txt = f"best {best * 100:.2f}% (#{ev['best_number']})" if best is not None else "no result yet"
+            last = ev.get("val_accuracy")
+            last_txt = f"{last * 100:.1f}%" if last is not None else ev["state"]
+            self.bar.update(self.task, completed=ev["elapsed_s"] if self.by_time else ev["done"],
+                            description=f"trial {ev['number']}: {last_txt} | {best_txt}")
+        elif kind == "final_start":
+            if self.bar is not None:
+                self.bar.update(self.task, completed=self.bar.tasks[0].total)
+                self.bar.stop()
+            secs = f"up to {ev['seconds']:.0f}s" if ev.get("seconds") else f"{ev['epochs']} epochs"
+            err.print(f"training the best arch (trial {ev['number']}) longer: {secs}")
+        elif kind == "no_result" and self.bar is not None:
+            self.bar.stop()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command(epilog="Example: archlab search --data fashion-mnist --objectives accuracy,latency_ms "
+                    "--max-latency-ms 2 --budget 30m")
+def search(
+    data: Annotated[str, typer.Option(help="digits, fashion-mnist, cifar10, or a path (image folder, "
+                                           "IDX, .npz, .csv)")] = "digits",
+    space: Annotated[str, typer.Option(help="predefined search space")] = "metaformer",
+    strategy: Annotated[str, typer.Option(help="random, rea, tpe, nsga2")] = "rea",
+    objectives: Annotated[str, typer.Option(help="comma-separated: accuracy, params, flops, latency_ms")]
+    = "accuracy",
+    budget: Annotated[str | None, typer.Option(help="wall-clock budget: 180s, 30m, 1h")] = None,
+    trials: Annotated[int | None, typer.Option(help="stop after this many evaluated archs")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the strategy, splits and training")] = 0,
+    epochs: Annotated[int, typer.Option(help="max epochs per trial (search fidelity)")] = 20,
+    trial_seconds: Annotated[str | None, typer.Option(help="time fidelity per trial (default: budget/10)")]
+    = None,
+    train_subset: Annotated[int | None, typer.Option(help="train each trial on this many examples")] = None,
+    final_epochs: Annotated[int, typer.Option(help="epochs to retrain the best arch (0: no retraining)")] = 40,
+    max_params: Annotated[int | None, typer.Option(help="constraint: most parameters")] = None,
+    max_flops: Annotated[int | None, typer.Option(help="constraint: most FLOPs per image")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="constraint: most CPU ms at batch 1")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the run folder)")]
+    = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default: runs/search-<time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
+) -> None:
+    """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""
+    from archlab.study import SearchConfig, parse_duration, run_search
+
+    try:
+        budget_s = parse_duration(budget) if budget is not None else None
+        if budget is None and trials is None and resume is None:
+            budget_s = 180.0
+        cfg = None
+        if resume is None or budget is not None or trials is not None:
+            cfg = SearchConfig(
+                space=space, data=data, strategy=strategy, objectives=tuple(objectives.split(",")),
+                budget_s=budget_s, n_trials=trials, seed=seed, epochs=epochs,
+                trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
+                train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
+                max_latency_ms=max_latency_ms, storage=storage)
+        progress = _SearchProgress(enabled=not as_json and err.is_terminal)
+        try:
+            summary = run_search(cfg, resume if resume is not None else out, resume=resume is not None,
+                                 progress=progress, report=not no_report)
+        finally:
+            progress.close()
+    except UserError as e:
+        _fail(str(e))
+    if as_json:
+        _print_json(summary)
+        return
+    _print_summary(summary)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f}%"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    best = summary.get("best")
+    counts = summary["trials"]
+    out.print(f"[bold]{counts['completed']}[/] archs trained, {counts['failed']} failed, "
+              f"{counts['infeasible']} over constraints, in {summary['elapsed_s']:.0f}s")
+    if best is None:
+        out.print("no arch completed; see the report for the reasons")
+        return
+    table = Table(title="Pareto front (validation accuracy first)")
+    for col in ("trial", "val acc", "test acc", "params", "MFLOPs", "latency ms"):
+        table.add_column(col, justify="right")
+    for p in sorted(summary["pareto"], key=lambda p: -(p["val_accuracy"] or 0)):
+        table.add_row(str(p["number"]), _pct(p["val_accuracy"]), _pct(p["test_accuracy"]), f"{p['params']:,}",
+                      f"{(p['flops'] or 0) / 1e6:.2f}", f"{p['latency_ms']:.3f}")
+    out.print(table)
+    out.print(f"best: trial {best['number']}  val {_pct(best['val_accuracy'])}  test "
+              f"{_pct(best['test_accuracy'])}  params {best['params']:,}  latency {best['latency_ms']:.3f} ms")
+    out.print(f"run folder: {summary['run']['out']}  (report.html, best/, summary.json)")
+
+
+@app.command(epilog="Example: archlab export runs/search-20261126-120000 --out model.onnx")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run folder")],
+    output: Annotated[Path | None, typer.Option("--out", help="ONNX file (default: RUN/best/model.onnx)")]
+    = None,
+    atol: Annotated[float, typer.Option(help="largest allowed |ONNX - PyTorch| difference")] = 1e-4,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Export the best model of a run to ONNX and check it against PyTorch with ONNX Runtime."""
+    from archlab.data import load_dataset
+    from archlab.export import OnnxMismatch, check_onnx, export_onnx, load_weights
+    from archlab.space import create_space
+    from archlab.study import SearchConfig, load_run
+
+    try:
+        run = load_run(run_dir)
+        cfg = SearchConfig.from_dict(run["config"])
+        arch_file = run_dir / "best" / "arch.json"
+        if not arch_file.is_file():
+            raise UserError(f"{run_dir} has no best/arch.json (the run has not finished)")
+        info = run.get("data") or {}
+        shape, classes = info.get("input_shape"), info.get("num_classes")
+        if shape is None or classes is None:
+            d = load_dataset(cfg.data, seed=cfg.seed)
+            shape, classes = d.input_shape, d.num_classes
+        space = create_space(cfg.space, input_shape=tuple(shape), num_classes=int(classes))
+        try:
+            text = arch_file.read_text()
+        except UnicodeDecodeError:
+            raise UserError(f"{arch_file} is not a text file") from None
+        arch = space.validate(text)
+        model = load_weights(space.build(arch), run_dir / "best" / "model.safetensors")
+        target = output or run_dir / "best" / "model.onnx"
+        export_onnx(model, tuple(shape), target)
+        try:
+            diff = check_onnx(model, target, tuple(shape), atol=atol)
+        except OnnxMismatch as e:
+            _fail(str(e), code=1)
+    except UserError as e:
+        _fail(str(e))
+    result = {"onnx": str(target), "max_abs_diff": diff, "atol": atol, "input_shape": list(shape)}
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"wrote {target} (max |ONNX - PyTorch| = {diff:.2e})")
+
+
+@app.command(epilog="Example: archlab report runs/search-20261126-120000")
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (finished or not)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """(Re)write RUN/report.html from the ledger, also for a run that is still going or was interrupted."""
+    from archlab.study import Ledger, SearchConfig, load_run, write_run_report
+    from archlab.study._runner import SUMMARY_FILE, _counts, _trial_summary
+
+    try:
+        run = load_run(run_dir)
+        cfg = SearchConfig.from_dict(run["config"])
+        ledger = Ledger(run["storage"], cfg.objectives, create=False)
+        summary_file = run_dir / SUMMARY_FILE
+        if summary_file.is_file():
+            try:
+                summary = json.loads(summary_file.read_text())
+            except json.JSONDecodeError:
+                raise UserError(f"{summary_file} is corrupt") from None
+        else:
+            from archlab.search import pareto_front
+
+            rows = {t["number"]: t for t in ledger.trials()}
+            front = pareto_front(ledger.records(), cfg.objectives)
+            summary = {"run": {**cfg.to_dict(), "storage": run["storage"], "out": str(run_dir)},
+                       "trials": _counts(ledger.trials()), "best": None,
+                       "pareto": [_trial_summary(rows[r.number]) for r in front], "elapsed_s": None}
+        path = write_run_report(run_dir, summary, ledger)
+    except UserError as e:
+        _fail(str(e))
+    if as_json:
+        _print_json({"report": str(path)})
+    else:
+        out.print(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: completed trials are in the ledger; continue with --resume RUN_FOLDER")
+        sys.exit(130)
+
+
+
+if __name__ == "__main__":
+    main()

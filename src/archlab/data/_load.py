@@ -1,0 +1,74 @@
+"""The entry point: :func:`load_dataset` by built-in name or by path, and :func:`list_datasets`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from archlab.data import builtin, files
+from archlab.data._dataset import Dataset
+from archlab.errors import DataError
+
+__all__ = ["list_datasets", "load_dataset"]
+
+# Default (val_fraction, test_fraction) per built-in. digits has no official test split and is small, so it
+# keeps 20 % for validation as well as 20 % for test (a 60/20/20 split).
+_BUILTINS: dict[str, tuple[Callable[..., Dataset], float, float]] = {
+    "digits": (builtin.load_digits, 0.2, 0.2),
+    "fashion-mnist": (builtin.load_fashion_mnist, 0.1, 0.2),
+    "cifar10": (builtin.load_cifar10, 0.1, 0.2),
+}
+_USER_FRACTIONS = (0.1, 0.2)
+
+
+def list_datasets() -> list[str]:
+    """The names of the built-in datasets."""
+    return list(_BUILTINS)
+
+
+def _is_user_path(text: str) -> bool:
+    if Path(text).exists():
+        return True
+    # "images.idx,labels.idx": a pair of IDX files.
+    parts = text.split(",")
+    return len(parts) == 2 and all(Path(p.strip()).is_file() for p in parts)
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    *,
+    seed: int = 0,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+) -> Dataset:
+    """Load a built-in dataset by name (see :func:`list_datasets`) or a user's dataset by path.
+
+    Split rule (fixed under ``seed``, stratified by class, the test split never overlapping the others): a
+    source with an official test split (Fashion-MNIST, CIFAR-10, an image folder with ``train/`` and
+    ``test/``, IDX ``train``/``t10k`` pairs, an npz with ``x_test``/``y_test``) keeps it, and validation is
+    ``val_fraction`` of its training part. Otherwise test is ``test_fraction`` and validation
+    ``val_fraction`` of all examples, the rest is training. ``None`` means the dataset's default: 0.1
+    validation / 0.2 test, except digits, whose default is 0.2 / 0.2 (a 60/20/20 split).
+
+    Inputs are float32 ``(N, C, H, W)``, normalised per channel with the mean and std of the training split.
+    A built-in name takes precedence over a folder of the same name (write ``./digits`` for the folder).
+    ``data_dir`` and ``download`` apply to built-in datasets: see :mod:`archlab.data.builtin`.
+    """
+    text = os.fspath(name_or_path)
+    key = text.strip().lower().replace("_", "-")
+    if key in _BUILTINS:
+        loader, default_val, default_test = _BUILTINS[key]
+        val = default_val if val_fraction is None else val_fraction
+        if key == "digits":
+            return loader(seed=seed, val_fraction=val,
+                          test_fraction=default_test if test_fraction is None else test_fraction)
+        return loader(seed=seed, val_fraction=val, data_dir=data_dir, download=download)
+    if _is_user_path(text):
+        val = _USER_FRACTIONS[0] if val_fraction is None else val_fraction
+        test = _USER_FRACTIONS[1] if test_fraction is None else test_fraction
+        return files.load_path(text, seed=seed, val_fraction=val, test_fraction=test)
+    raise DataError(f"unknown dataset {text!r}: not a built-in ({', '.join(list_datasets())}) "
+                    "nor an existing path")

@@ -1,0 +1,5 @@
+"""archlab.measure: parameters, FLOPs, CPU latency and peak memory of a model."""
+
+from archlab.measure._measure import count_flops, count_params, measure_latency, profile_model
+
+__all__ = ["count_flops", "count_params", "measure_latency", "profile_model"]

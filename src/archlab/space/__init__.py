@@ -1,0 +1,48 @@
+"""archlab.space: the search-space language and the predefined spaces.
+
+``choice``, ``integer``, ``real``, ``repeat`` and ``optional`` declare decisions; nested ``dict``\\ s group
+them; a :class:`Space` samples, mutates, crosses over, enumerates, counts and encodes :class:`Arch` genotypes
+and builds them into models. Predefined spaces are made with :func:`create_space`.
+"""
+
+from archlab.space._arch import Arch, FrozenDict
+from archlab.space._nodes import (
+    Choice,
+    Constant,
+    Integer,
+    Node,
+    Optional,
+    Real,
+    Repeat,
+    Struct,
+    choice,
+    integer,
+    optional,
+    real,
+    repeat,
+)
+from archlab.space._predefined import create_space, list_spaces, register_space
+from archlab.space._space import Space, as_rng
+
+__all__ = [
+    "Arch",
+    "Choice",
+    "Constant",
+    "FrozenDict",
+    "Integer",
+    "Node",
+    "Optional",
+    "Real",
+    "Repeat",
+    "Space",
+    "Struct",
+    "as_rng",
+    "choice",
+    "create_space",
+    "integer",
+    "list_spaces",
+    "optional",
+    "real",
+    "register_space",
+    "repeat",
+]

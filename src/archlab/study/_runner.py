@@ -1,0 +1,418 @@
+"""``run_search``: the main job — search a space on a dataset under a budget, then train, export and report
+the winner.
+
+A run folder holds ``run.json`` (the configuration), the ledger (``ledger.db`` unless ``storage`` names
+another Optuna storage), ``best/`` (``arch.json``, ``model.safetensors``, ``model.onnx``), ``report.html`` and
+``summary.json``. Every file is written atomically; a killed run is continued with ``resume=True``, which
+replays the ledger into the strategy, so no completed trial is lost and no arch is trained twice.
+
+The budget is split: ``1 - final_fraction`` of it for the search at the search fidelity, the rest to retrain
+the best arch longer (the final model is the better of the two by validation accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archlab._io import atomic_write_text
+from archlab.data import Dataset, load_dataset
+from archlab.errors import UserError
+from archlab.search import (
+    DEFAULT_STRATEGY,
+    OptunaStrategy,
+    Strategy,
+    TrialRecord,
+    check_objectives,
+    create_strategy,
+    pareto_front,
+)
+from archlab.space import Arch, Space, create_space
+from archlab.study._evaluator import Constraints, EvalResult, Evaluator
+from archlab.study._ledger import Ledger
+from archlab.train import TrainConfig
+
+__all__ = ["SearchConfig", "load_run", "run_search", "write_json"]
+
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search run (saved in ``run.json``)."""
+
+    space: str = "metaformer"
+    data: str = "digits"
+    strategy: str = DEFAULT_STRATEGY
+    objectives: tuple[str, ...] = ("accuracy",)
+    budget_s: float | None = 180.0
+    n_trials: int | None = None
+    seed: int = 0
+    epochs: int = 20
+    trial_seconds: float | None = None  # time fidelity per trial; None = derived from the budget
+    train_subset: int | None = None  # None: all of a small training split, 10,000 examples of a large one
+    trial_timeout_s: float | None = None
+    final_epochs: int = 40  # 0 = no final retraining
+    final_fraction: float = 0.25
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    batch_size: int | None = None  # None: 32 for small training splits (<= 5,000), 128 for larger ones
+    lr: float = 3e-3
+    storage: str | None = None
+    export_onnx: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
+        if self.budget_s is None and self.n_trials is None:
+            raise UserError("give a time budget, a number of trials, or both")
+        if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
+            raise UserError(f"budget must be a positive duration, got {self.budget_s}")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise UserError(f"--trials must be >= 1, got {self.n_trials}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.final_epochs < 0:
+            raise UserError(f"--final-epochs must be >= 0, got {self.final_epochs}")
+        if not 0.0 <= self.final_fraction < 1.0:
+            raise UserError(f"final fraction must be in [0, 1), got {self.final_fraction}")
+        if self.train_subset is not None and self.train_subset < 10:
+            raise UserError(f"--train-subset must be >= 10, got {self.train_subset}")
+        if (self.batch_size is not None and self.batch_size < 1) or not self.lr > 0:
+            raise UserError("batch size must be >= 1 and learning rate > 0")
+        Constraints(self.max_params, self.max_flops, self.max_latency_ms)
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints(self.max_params, self.max_flops, self.max_latency_ms)
+
+    @property
+    def search_budget_s(self) -> float | None:
+        if self.budget_s is None:
+            return None
+        return self.budget_s * (1.0 - (self.final_fraction if self.final_epochs else 0.0))
+
+    def trial_seconds_effective(self) -> float | None:
+        seconds = self.trial_seconds
+        if seconds is None and self.search_budget_s is not None:
+            seconds = max(5.0, self.search_budget_s / 10)  # at least ~10 trials fit in any budget
+        return seconds
+
+    def expected_trials(self) -> int:
+        """A rough count of the evaluations the budget allows (sizes the evolution's population)."""
+        guesses = [self.n_trials] if self.n_trials is not None else []
+        seconds = self.trial_seconds_effective()
+        if self.search_budget_s is not None and seconds:
+            guesses.append(int(self.search_budget_s / seconds))
+        return max(1, min(guesses)) if guesses else 100
+
+    def trial_config(self, n_train: int = 0) -> TrainConfig:
+        seconds = self.trial_seconds_effective()
+        limit = self.trial_timeout_s
+        if limit is None and seconds is not None:
+            limit = 3 * seconds + 60  # generous: the time fidelity already ends training on time
+        batch = self.batch_size or (32 if n_train <= 5000 else 128)
+        return TrainConfig(epochs=self.epochs, max_seconds=seconds, time_limit_s=limit, seed=self.seed,
+                           batch_size=batch, lr=self.lr)
+
+    def search_subset(self, n_train: int) -> int | None:
+        if self.train_subset is not None:
+            return self.train_subset if self.train_subset < n_train else None
+        return 10_000 if n_train > 20_000 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UserError(f"run configuration has unknown keys {sorted(unknown)}")
+        d = dict(d)
+        if "objectives" in d:
+            d["objectives"] = tuple(d["objectives"])
+        return cls(**d)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (temporary file + rename)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` of a run folder; a folder that is not an archlab run is a :class:`UserError`."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an archlab run folder (no {RUN_FILE})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is corrupt: {e}") from None
+    if not isinstance(data, dict) or "config" not in data or "storage" not in data:
+        raise UserError(f"{path} is not an archlab run description")
+    return data
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+
+    import archlab
+
+    return {"archlab": archlab.__version__, "torch": torch.__version__, "optuna": optuna.__version__,
+            "python": platform.python_version()}
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class _Run:
+    def __init__(self, cfg: SearchConfig, out: Path, data: Dataset, space: Space, strategy: Strategy,
+                 ledger: Ledger, progress: Progress | None) -> None:
+        self.cfg, self.out, self.data, self.space = cfg, out, data, space
+        self.strategy, self.ledger = strategy, ledger
+        self.progress = progress or (lambda event: None)
+        n_train = len(data.y_train)
+        self.trial_config = cfg.trial_config(n_train)
+        self.evaluator = Evaluator(space, data, self.trial_config, cfg.constraints, cfg.search_subset(n_train))
+
+    # -- phase 1: search
+    def search(self) -> None:
+        cfg, ledger, strategy = self.cfg, self.ledger, self.strategy
+        if isinstance(strategy, OptunaStrategy):
+            strategy.attach(ledger.study)
+        recovered = ledger.recover()
+        records = ledger.records()
+        strategy.rebuild(records)
+        done_before = max((t.get("search_elapsed_s", 0.0) for t in ledger.trials()), default=0.0)
+        t0 = time.perf_counter() - done_before
+        size = self.space.size()
+        self.progress({"event": "start", "resumed": bool(records) or recovered > 0, "trials": len(records),
+                       "budget_s": cfg.search_budget_s, "n_trials": cfg.n_trials})
+        best = self._best(records)
+        while True:
+            elapsed = time.perf_counter() - t0
+            n = len(strategy.history)
+            if cfg.n_trials is not None and n >= cfg.n_trials:
+                break
+            if cfg.search_budget_s is not None and elapsed >= cfg.search_budget_s:
+                break
+            if n >= size:
+                break
+            arch = strategy.ask()
+            if arch in strategy.seen:  # the space is exhausted
+                break
+            trial = ledger.start(self.space, arch, strategy)
+            trial_cfg = self.trial_config
+            if cfg.search_budget_s is not None and trial_cfg.max_seconds is not None:
+                remaining = max(1.0, cfg.search_budget_s - elapsed)
+                trial_cfg = replace(trial_cfg, max_seconds=min(trial_cfg.max_seconds, remaining))
+            self.progress({"event": "trial_start", "number": trial.number, "arch": arch.to_dict()})
+            result = self.evaluator(arch, trial_cfg, keep_model=True)
+            search_elapsed = time.perf_counter() - t0
+            ledger.finish(trial, result.state, result.metrics, reason=result.reason, curve=result.curve,
+                          extra={"search_elapsed_s": search_elapsed})
+            record = TrialRecord(number=trial.number, arch=arch, state=result.state,
+                                 metrics={k: v for k, v in result.metrics.items() if not k.startswith("test_")},
+                                 reason=result.reason)
+            strategy.tell(record)
+            if result.state == "complete" and (best is None or _rank(record) > _rank(best)):
+                best = record
+                self._save_checkpoint(arch, result)
+            self.progress({"event": "trial", "number": trial.number, "state": result.state,
+                           "val_accuracy": result.metrics.get("val_accuracy"), "reason": result.reason,
+                           "best_val_accuracy": best.metrics["val_accuracy"] if best else None,
+                           "best_number": best.number if best else None, "elapsed_s": search_elapsed,
+                           "budget_s": cfg.search_budget_s, "done": len(strategy.history),
+                           "n_trials": cfg.n_trials})
+
+    @staticmethod
+    def _best(records: list[TrialRecord]) -> TrialRecord | None:
+        done = [r for r in records if r.ok]
+        return max(done, key=_rank) if done else None
+
+    def _save_checkpoint(self, arch: Arch, result: EvalResult) -> None:
+        from archlab.export import save_weights
+
+        ckpt = self.out / "checkpoints"
+        save_weights(result.model, ckpt / "search_best.safetensors")
+        write_json(ckpt / "search_best.json", {"arch": arch.to_dict(), "metrics": _jsonable(result.metrics)})
+
+    # -- phase 2: final training, export
+    def finalize(self, started: float) -> dict[str, Any]:
+        from archlab.export import check_onnx, export_onnx, load_weights, save_weights
+
+        cfg, ledger = self.cfg, self.ledger
+        records = ledger.records()
+        rows = {t["number"]: t for t in ledger.trials()}
+        best = self._best(records)
+        summary: dict[str, Any] = {
+            "run": {**cfg.to_dict(), "storage": ledger.url, "out": str(self.out)},
+            "data": self.data.describe(),
+            "space": self.space.describe(),
+            "trials": _counts(ledger.trials()),
+        }
+        front = pareto_front(records, cfg.objectives)
+        summary["pareto"] = [_trial_summary(rows[r.number]) for r in front]
+        if best is None:
+            summary["best"] = None
+            self.progress({"event": "no_result"})
+            return summary
+        best_row = rows[best.number]
+        best_summary = _trial_summary(best_row)
+        best_summary["search"] = {k: best_summary.get(k) for k in ("val_accuracy", "test_accuracy", "cost_s")}
+        model = self.space.build(best.arch)
+        ckpt = self.out / "checkpoints" / "search_best.safetensors"
+        ckpt_meta = self.out / "checkpoints" / "search_best.json"
+        have_ckpt = ckpt.is_file() and ckpt_meta.is_file() and \
+            json.loads(ckpt_meta.read_text()).get("arch") == best.arch.to_dict()
+        if have_ckpt:
+            load_weights(model, ckpt)
+        final_info: dict[str, Any] | None = None
+        if cfg.final_epochs:
+            seconds = None
+            if cfg.budget_s is not None:
+                seconds = max(5.0, cfg.budget_s - (time.perf_counter() - started) - 5.0)
+            final_cfg = replace(cfg.trial_config(len(self.data.y_train)), epochs=cfg.final_epochs, max_seconds=seconds,
+                                time_limit_s=None, patience=None)
+            self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
+                           "epochs": cfg.final_epochs})
+            full = Evaluator(self.space, self.data, final_cfg, Constraints(), None)
+            result = full(best.arch, keep_model=True,
+                          on_epoch=lambda p: self.progress({"event": "final_epoch", **p}))
+            if result.state == "complete":
+                final_info = {k: result.metrics.get(k) for k in ("val_accuracy", "test_accuracy", "epochs",
+                                                                "cost_s")}
+                final_info["curve"] = result.curve
+                if not have_ckpt or result.metrics["val_accuracy"] >= best.metrics["val_accuracy"]:
+                    model = result.model
+                    final_info["used"] = True
+                    best_summary.update(val_accuracy=result.metrics["val_accuracy"],
+                                        test_accuracy=result.metrics["test_accuracy"])
+                else:
+                    final_info["used"] = False
+            else:
+                final_info = {"state": result.state, "reason": result.reason, "used": False}
+            summary["final"] = final_info
+        best_dir = self.out / "best"
+        write_json(best_dir / "arch.json", best.arch.to_dict())
+        save_weights(model, best_dir / "model.safetensors", metadata={"arch": best.arch.to_json()})
+        if cfg.export_onnx:
+            export_onnx(model, self.data.input_shape, best_dir / "model.onnx")
+            summary["export"] = {"onnx": str(best_dir / "model.onnx"),
+                                 "onnx_max_abs_diff": check_onnx(model, best_dir / "model.onnx",
+                                                                 self.data.input_shape)}
+        summary["best"] = best_summary
+        return summary
+
+
+def _rank(r: TrialRecord) -> tuple[float, float, float]:
+    """Best = highest validation accuracy, then lowest latency, then fewest parameters."""
+    return (r.metrics["val_accuracy"], -r.metrics.get("latency_ms", 0.0), -r.metrics.get("params", 0))
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, list, type(None)))}
+
+
+def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    c = {"completed": 0, "failed": 0, "infeasible": 0, "duplicates": 0, "interrupted": 0}
+    for t in rows:
+        if t.get("duplicate_of") is not None:
+            c["duplicates"] += 1
+        elif t.get("reason") == "interrupted":
+            c["interrupted"] += 1
+        elif t["state"] == "FAIL":
+            c["failed"] += 1
+        elif t["state"] == "COMPLETE":
+            c["infeasible" if t.get("status") == "infeasible" else "completed"] += 1
+    return c
+
+
+def _trial_summary(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("val_accuracy", "test_accuracy", "params", "flops", "latency_ms", "cost_s", "epochs")
+    return {"number": row["number"], "arch": row.get("arch"), **{k: row.get(k) for k in keys}}
+
+
+def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = None, *, resume: bool = False,
+               progress: Progress | None = None, report: bool = True) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) a search and return its summary (also in ``summary.json``)."""
+    started = time.perf_counter()
+    if out is None:
+        out = Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
+    out = Path(out)
+    created = False
+    if resume:
+        run = load_run(out)
+        saved = SearchConfig.from_dict(run["config"])
+        if cfg is not None:  # only the budget may be extended on resume
+            saved = replace(saved, budget_s=cfg.budget_s, n_trials=cfg.n_trials)
+        cfg = saved
+        storage = run["storage"]
+    else:
+        cfg = cfg or SearchConfig()
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
+        storage = cfg.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
+    # validate everything that can be validated before a folder is written
+    data = load_dataset(cfg.data, seed=cfg.seed)
+    space = create_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, objectives=cfg.objectives,
+                               constrained=cfg.constraints.active, expected_trials=cfg.expected_trials())
+    if not resume:
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        ledger = Ledger(storage, cfg.objectives, create=not resume)
+        if not resume:
+            ledger.save_config(cfg.to_dict())
+            write_json(out / RUN_FILE, {"config": cfg.to_dict(), "storage": storage,
+                                        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                                        "data": data.describe(), "space": space.describe(),
+                                        "versions": _versions()})
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    runner = _Run(cfg, out, data, space, strategy, ledger, progress)
+    runner.search()
+    summary = runner.finalize(started)
+    summary["elapsed_s"] = time.perf_counter() - started
+    summary["artifacts"] = {"run": str(out / RUN_FILE), "summary": str(out / SUMMARY_FILE),
+                            "report": str(out / "report.html") if report else None,
+                            "best": str(out / "best") if summary.get("best") else None}
+    write_json(out / SUMMARY_FILE, summary)
+    if report:
+        write_run_report(out, summary, ledger)
+    return summary
+
+
+def write_run_report(out: Path, summary: dict[str, Any], ledger: Ledger) -> Path:
+    from archlab.report import write_report
+
+    front = {p["number"] for p in summary.get("pareto", [])}
+    trials = []
+    for t in ledger.trials():
+        row = dict(t)
+        row["pareto"] = t["number"] in front
+        trials.append(row)
+    report_summary = dict(summary)
+    report_summary["run"] = {**summary["run"], "budget": summary["run"].get("budget_s")}
+    return write_report(out / "report.html", report_summary, trials)

@@ -1,0 +1,12 @@
+"""archlab.train: the Trainer (fidelities, early stopping, failure detection) and training techniques."""
+
+from archlab.train._trainer import (
+    TrainConfig,
+    TrainResult,
+    TrialFailed,
+    evaluate,
+    seed_everything,
+    train_model,
+)
+
+__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "seed_everything", "train_model"]
