@@ -81,6 +81,8 @@ def search(
     data: Annotated[str, typer.Option(help="digits, fashion-mnist, cifar10, or a path (image folder, "
                                            "IDX, .npz, .csv)")] = "digits",
     space: Annotated[str, typer.Option(help="predefined search space")] = "metaformer",
+    mixers: Annotated[str | None, typer.Option(help="comma-separated token mixers to search among "
+                                                    "(default: every registered mixer)")] = None,
     strategy: Annotated[str, typer.Option(help="random, rea, tpe, nsga2")] = "rea",
     objectives: Annotated[str, typer.Option(help="comma-separated: accuracy, params, flops, latency_ms")]
     = "accuracy",
@@ -112,7 +114,8 @@ def search(
         cfg = None
         if resume is None or budget is not None or trials is not None:
             cfg = SearchConfig(
-                space=space, data=data, strategy=strategy, objectives=tuple(objectives.split(",")),
+                space=space, data=data, mixers=tuple(mixers.split(",")) if mixers else None, strategy=strategy,
+                objectives=tuple(objectives.split(",")),
                 budget_s=budget_s, n_trials=trials, seed=seed, epochs=epochs,
                 trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
                 train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
@@ -166,8 +169,8 @@ def export(
     """Export the best model of a run to ONNX and check it against PyTorch with ONNX Runtime."""
     from archlab.data import load_dataset
     from archlab.export import OnnxMismatch, check_onnx, export_onnx, load_weights
-    from archlab.space import create_space
     from archlab.study import SearchConfig, load_run
+    from archlab.study._runner import make_space
 
     try:
         run = load_run(run_dir)
@@ -180,7 +183,7 @@ def export(
         if shape is None or classes is None:
             d = load_dataset(cfg.data, seed=cfg.seed)
             shape, classes = d.input_shape, d.num_classes
-        space = create_space(cfg.space, input_shape=tuple(shape), num_classes=int(classes))
+        space = make_space(cfg, tuple(shape), int(classes))
         try:
             text = arch_file.read_text()
         except UnicodeDecodeError:

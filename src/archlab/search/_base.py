@@ -114,7 +114,19 @@ class Strategy(abc.ABC):
         while arch in self.seen and tries < self.max_resample:
             arch = self.propose(rng)
             tries += 1
+        if arch in self.seen:  # the strategy is stuck on evaluated archs: take an unseen one at random
+            arch = self._unseen(rng) or arch
         return arch
+
+    def _unseen(self, rng: random.Random) -> Arch | None:
+        for _ in range(self.max_resample):
+            arch = self.space.sample(rng)
+            if arch not in self.seen:
+                return arch
+        if self.space.size() <= 100_000:
+            rest = [a for a in self.space.enumerate() if a not in self.seen]
+            return rng.choice(rest) if rest else None
+        return None
 
     def tell(self, record: TrialRecord) -> None:
         self.history.append(record)

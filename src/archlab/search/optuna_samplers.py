@@ -51,8 +51,8 @@ class OptunaStrategy(Strategy):
     def pending_trial(self, arch: Arch) -> optuna.Trial | None:
         return self._pending.pop(arch, None)
 
-    def propose(self, rng: random.Random) -> Arch:  # used only after too many duplicates
-        return self.space.sample(rng)
+    def propose(self, rng: random.Random) -> Arch:
+        return self.space.sample(rng)  # unused: ask() is the sampler's
 
     def ask(self) -> Arch:
         if self.study is None:
@@ -67,7 +67,8 @@ class OptunaStrategy(Strategy):
                 self._pending[arch] = trial
                 return arch
             self._record_duplicate(trial, by_arch[arch])
-        return super().ask()  # the sampler keeps repeating itself: fall back to an unseen random arch
+        rng = random.Random(f"{self.name}:{self.seed}:{len(self.history)}:fallback")
+        return self._unseen(rng) or self.space.sample(rng)  # the sampler keeps repeating itself
 
     def _record_duplicate(self, trial: optuna.Trial, original: TrialRecord) -> None:
         assert self.study is not None

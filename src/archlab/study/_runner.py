@@ -55,6 +55,7 @@ class SearchConfig:
 
     space: str = "metaformer"
     data: str = "digits"
+    mixers: tuple[str, ...] | None = None  # restrict the space's mixer choice (None: every registered mixer)
     strategy: str = DEFAULT_STRATEGY
     objectives: tuple[str, ...] = ("accuracy",)
     budget_s: float | None = 180.0
@@ -76,6 +77,10 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
+        if self.mixers is not None:
+            object.__setattr__(self, "mixers", tuple(m.strip() for m in self.mixers if m.strip()))
+            if not self.mixers:
+                raise UserError("--mixers needs at least one mixer name")
         if self.budget_s is None and self.n_trials is None:
             raise UserError("give a time budget, a number of trials, or both")
         if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
@@ -135,6 +140,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["objectives"] = list(self.objectives)
+        d["mixers"] = list(self.mixers) if self.mixers is not None else None
         return d
 
     @classmethod
@@ -144,8 +150,9 @@ class SearchConfig:
         if unknown:
             raise UserError(f"run configuration has unknown keys {sorted(unknown)}")
         d = dict(d)
-        if "objectives" in d:
-            d["objectives"] = tuple(d["objectives"])
+        for key in ("objectives", "mixers"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -324,8 +331,9 @@ class _Run:
 
 
 def _rank(r: TrialRecord) -> tuple[float, float, float]:
-    """Best = highest validation accuracy, then lowest latency, then fewest parameters."""
-    return (r.metrics["val_accuracy"], -r.metrics.get("latency_ms", 0.0), -r.metrics.get("params", 0))
+    """Best = highest validation accuracy, then fewest parameters, then earliest (all deterministic: latency,
+    which varies from run to run, never breaks a tie)."""
+    return (r.metrics["val_accuracy"], -r.metrics.get("params", 0), -r.number)
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -373,7 +381,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
         storage = cfg.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
     # validate everything that can be validated before a folder is written
     data = load_dataset(cfg.data, seed=cfg.seed)
-    space = create_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    space = make_space(cfg, data.input_shape, data.num_classes)
     strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, objectives=cfg.objectives,
                                constrained=cfg.constraints.active, expected_trials=cfg.expected_trials())
     if not resume:
@@ -402,6 +410,12 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     if report:
         write_run_report(out, summary, ledger)
     return summary
+
+
+def make_space(cfg: SearchConfig, input_shape: tuple[int, ...], num_classes: int) -> Space:
+    """The run's space (with its mixer restriction, if any)."""
+    kwargs: dict[str, Any] = {"mixers": list(cfg.mixers)} if cfg.mixers is not None else {}
+    return create_space(cfg.space, input_shape=input_shape, num_classes=num_classes, **kwargs)
 
 
 def write_run_report(out: Path, summary: dict[str, Any], ledger: Ledger) -> Path:
