@@ -1,0 +1,36 @@
+"""Cost measurements: exact parameter and FLOP counts on layers with known formulas, sane latency."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from archlab.measure import count_flops, count_params, measure_latency, profile_model
+
+
+def test_params_and_flops_of_known_layers():
+    lin = nn.Linear(10, 20)
+    assert count_params(lin) == 10 * 20 + 20
+    assert count_flops(lin, (10,)) == 2 * 10 * 20
+    assert count_flops(lin, (10,), batch_size=4) == 4 * 2 * 10 * 20
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_params(conv) == 8 * 3 * 9
+    assert count_flops(conv, (3, 16, 16)) == 2 * 8 * 3 * 9 * 16 * 16
+
+
+def test_trainable_only_and_eval_mode_restored():
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    m[0].weight.requires_grad_(False)
+    assert count_params(m, trainable_only=True) == count_params(m) - 16
+    m.train()
+    count_flops(m, (4,), batch_size=2)
+    measure_latency(m, (4,), batch_size=2, repeats=3, warmup=1)
+    assert m.training  # measuring does not leave the model in eval mode
+
+
+def test_latency_grows_with_work():
+    small, big = nn.Linear(64, 64), nn.Sequential(*[nn.Linear(512, 512) for _ in range(8)])
+    t_small = measure_latency(small, (64,), repeats=15)
+    t_big = measure_latency(big, (512,), repeats=15)
+    assert 0 < t_small < t_big
+    prof = profile_model(small, (64,), latency_batches=(1, 8), repeats=5)
+    assert set(prof) == {"params", "flops", "latency_ms_b1", "latency_ms_b8"}

@@ -1,0 +1,95 @@
+"""The Trainer: determinism, learning, failure detection, schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from archlab.data import load_dataset
+from archlab.train import TrainConfig, TrialFailed, evaluate, train_model
+from archlab.train._trainer import _lr_at, _shift
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, stride=2),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+def test_same_seed_same_weights_and_curve(digits):
+    cfg = TrainConfig(epochs=2, seed=3)
+    results, states = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = small_cnn()
+        results.append(train_model(m, digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg))
+        states.append(m.state_dict())
+    assert results[0].curve[-1]["val_loss"] == results[1].curve[-1]["val_loss"]
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k])
+
+
+def test_a_tiny_run_learns_digits(digits):
+    torch.manual_seed(0)
+    m = small_cnn()
+    r = train_model(m, digits.x_train, digits.y_train, digits.x_val, digits.y_val, TrainConfig(epochs=12))
+    assert r.val_accuracy >= 0.93
+    assert evaluate(m, digits.x_test, digits.y_test)[1] >= 0.9
+    assert r.curve[-1]["train_loss"] < r.curve[0]["train_loss"] / 3
+
+
+def test_best_epoch_weights_are_kept(digits):
+    torch.manual_seed(0)
+    m = small_cnn()
+    r = train_model(m, digits.x_train, digits.y_train, digits.x_val, digits.y_val, TrainConfig(epochs=4))
+    best = max(p["val_accuracy"] for p in r.curve)
+    assert r.val_accuracy == best == evaluate(m, digits.x_val, digits.y_val)[1]
+
+
+def test_non_finite_loss_fails_the_trial(digits):
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)) * float("nan")
+
+    with pytest.raises(TrialFailed, match="non-finite loss"):
+        train_model(Exploding(), digits.x_train, digits.y_train, digits.x_val, digits.y_val, TrainConfig(epochs=1))
+
+
+def test_time_limit_fails_and_time_fidelity_stops_cleanly(digits):
+    with pytest.raises(TrialFailed, match="time limit"):
+        train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val,
+                    TrainConfig(epochs=50, time_limit_s=0.05))
+    r = train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val,
+                    TrainConfig(epochs=500, max_seconds=1.0))
+    assert r.stopped == "max_seconds" and r.epochs < 500 and r.cost_s < 10
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_zero():
+    assert _lr_at(1.0, 0.0) < _lr_at(1.0, 0.025) < _lr_at(1.0, 0.05) == pytest.approx(1.0)
+    values = [_lr_at(1.0, p / 100) for p in range(5, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert _lr_at(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_at(1.0, 0.525) == pytest.approx(0.5)
+
+
+def test_shift_augmentation_translates_without_wrapping():
+    x = torch.zeros(64, 1, 5, 5)
+    x[:, :, 2, 2] = 1.0
+    out = _shift(x, 1, torch.Generator().manual_seed(0))
+    assert torch.all(out.sum(dim=(1, 2, 3)) == 1.0)  # the single pixel survives a shift of at most 1
+    pos = out[:, 0].flatten(1).argmax(1)
+    rows, cols = pos // 5, pos % 5
+    assert set(rows.tolist()) <= {1, 2, 3} and set(cols.tolist()) <= {1, 2, 3}
+    assert len(set(zip(rows.tolist(), cols.tolist()))) == 9  # every offset is drawn
+    assert math.isclose(_lr_at(2.0, 0.05), 2.0)
