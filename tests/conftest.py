@@ -10,20 +10,17 @@ import torch
 
 torch.set_num_threads(2)
 
+# a relative ARCHLAB_DATA (CI passes ../shared/data) must survive tests that change the working directory
+if os.environ.get("ARCHLAB_DATA"):
+    os.environ["ARCHLAB_DATA"] = str(Path(os.environ["ARCHLAB_DATA"]).resolve())
 
-def shared_data_dir() -> Path | None:
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
     """``$ARCHLAB_DATA`` (CI sets it to ../shared/data). Under CI its absence is a failure, not a skip."""
     value = os.environ.get("ARCHLAB_DATA")
     if value and Path(value).is_dir():
         return Path(value)
     if os.environ.get("CI"):
-        pytest.fail("ARCHLAB_DATA must name the shared data folder under CI", pytrace=False)
-    return None
-
-
-@pytest.fixture
-def data_dir() -> Path:
-    d = shared_data_dir()
-    if d is None:
-        pytest.skip("ARCHLAB_DATA is not set")
-    return d
+        pytest.fail(f"CI: ARCHLAB_DATA must name the shared data folder (got {value!r})", pytrace=False)
+    pytest.skip("ARCHLAB_DATA is not set")

@@ -92,7 +92,8 @@ def search(
     epochs: Annotated[int, typer.Option(help="max epochs per trial (search fidelity)")] = 20,
     trial_seconds: Annotated[str | None, typer.Option(help="time fidelity per trial (default: budget/10)")]
     = None,
-    train_subset: Annotated[int | None, typer.Option(help="train each trial on this many examples")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="train each trial on this many examples (0: all; "
+                                                          "default: 10,000 of a large training split)")] = None,
     final_epochs: Annotated[int, typer.Option(help="epochs to retrain the best arch (0: no retraining)")] = 40,
     max_params: Annotated[int | None, typer.Option(help="constraint: most parameters")] = None,
     max_flops: Annotated[int | None, typer.Option(help="constraint: most FLOPs per image")] = None,

@@ -283,13 +283,8 @@ def test_download_with_wrong_md5_leaves_nothing(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture(scope="module")
-def cifar_jpeg() -> Path:
-    root = os.environ.get("ARCHLAB_DATA")
-    if not root:
-        if IN_CI:
-            pytest.fail("CI: ARCHLAB_DATA is not set")
-        pytest.skip("ARCHLAB_DATA is not set")
-    path = Path(root) / "cifar10_jpeg.npz"
+def cifar_jpeg(shared_data: Path) -> Path:
+    path = shared_data / "cifar10_jpeg.npz"
     if not path.is_file():
         if IN_CI:
             pytest.fail(f"CI: {path} is missing")

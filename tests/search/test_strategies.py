@@ -31,7 +31,7 @@ def score(arch: Arch) -> float:
     s = -abs(arch["a"] - TARGET["a"]) - abs(arch["c"] - TARGET["c"]) - 3 * (arch["b"] != TARGET["b"])
     layers = arch["layers"]
     s -= 2 * abs(len(layers) - len(TARGET["layers"]))
-    s -= sum(2 for x, y in zip(layers, TARGET["layers"]) if x != y)
+    s -= sum(2 for x, y in zip(layers, TARGET["layers"], strict=False) if x != y)
     return (s + 40) / 40
 
 

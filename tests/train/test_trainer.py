@@ -78,7 +78,7 @@ def test_time_limit_fails_and_time_fidelity_stops_cleanly(digits):
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
     assert _lr_at(1.0, 0.0) < _lr_at(1.0, 0.025) < _lr_at(1.0, 0.05) == pytest.approx(1.0)
     values = [_lr_at(1.0, p / 100) for p in range(5, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     assert _lr_at(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
     assert _lr_at(1.0, 0.525) == pytest.approx(0.5)
 
@@ -91,5 +91,5 @@ def test_shift_augmentation_translates_without_wrapping():
     pos = out[:, 0].flatten(1).argmax(1)
     rows, cols = pos // 5, pos % 5
     assert set(rows.tolist()) <= {1, 2, 3} and set(cols.tolist()) <= {1, 2, 3}
-    assert len(set(zip(rows.tolist(), cols.tolist()))) == 9  # every offset is drawn
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == 9  # every offset is drawn
     assert math.isclose(_lr_at(2.0, 0.05), 2.0)

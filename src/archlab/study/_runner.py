@@ -63,10 +63,10 @@ class SearchConfig:
     seed: int = 0
     epochs: int = 20
     trial_seconds: float | None = None  # time fidelity per trial; None = derived from the budget
-    train_subset: int | None = None  # None: all of a small training split, 10,000 examples of a large one
+    train_subset: int | None = None  # 0: all; None: all of a small training split, 10,000 of a large one
     trial_timeout_s: float | None = None
     final_epochs: int = 40  # 0 = no final retraining
-    final_fraction: float = 0.25
+    final_fraction: float | None = None  # None: 0.25, or 0.5 when the search trains on a subset
     max_params: int | None = None
     max_flops: int | None = None
     max_latency_ms: float | None = None
@@ -91,10 +91,10 @@ class SearchConfig:
             raise UserError(f"--epochs must be >= 1, got {self.epochs}")
         if self.final_epochs < 0:
             raise UserError(f"--final-epochs must be >= 0, got {self.final_epochs}")
-        if not 0.0 <= self.final_fraction < 1.0:
+        if self.final_fraction is not None and not 0.0 <= self.final_fraction < 1.0:
             raise UserError(f"final fraction must be in [0, 1), got {self.final_fraction}")
-        if self.train_subset is not None and self.train_subset < 10:
-            raise UserError(f"--train-subset must be >= 10, got {self.train_subset}")
+        if self.train_subset is not None and self.train_subset != 0 and self.train_subset < 10:
+            raise UserError(f"--train-subset must be 0 (all) or >= 10, got {self.train_subset}")
         if (self.batch_size is not None and self.batch_size < 1) or not self.lr > 0:
             raise UserError("batch size must be >= 1 and learning rate > 0")
         Constraints(self.max_params, self.max_flops, self.max_latency_ms)
@@ -104,10 +104,20 @@ class SearchConfig:
         return Constraints(self.max_params, self.max_flops, self.max_latency_ms)
 
     @property
+    def final_share(self) -> float:
+        """The share of the budget kept to retrain the best arch. A search on a subset of a large training
+        split sees a fraction of the data, so the final model gets half the budget to see all of it."""
+        if not self.final_epochs:
+            return 0.0
+        if self.final_fraction is not None:
+            return self.final_fraction
+        return 0.5 if self.train_subset else 0.25
+
+    @property
     def search_budget_s(self) -> float | None:
         if self.budget_s is None:
             return None
-        return self.budget_s * (1.0 - (self.final_fraction if self.final_epochs else 0.0))
+        return self.budget_s * (1.0 - self.final_share)
 
     def trial_seconds_effective(self) -> float | None:
         seconds = self.trial_seconds
@@ -123,19 +133,25 @@ class SearchConfig:
             guesses.append(int(self.search_budget_s / seconds))
         return max(1, min(guesses)) if guesses else 100
 
-    def trial_config(self, n_train: int = 0) -> TrainConfig:
+    def trial_config(self) -> TrainConfig:
         seconds = self.trial_seconds_effective()
         limit = self.trial_timeout_s
         if limit is None and seconds is not None:
             limit = 3 * seconds + 60  # generous: the time fidelity already ends training on time
-        batch = self.batch_size or (32 if n_train <= 5000 else 128)
         return TrainConfig(epochs=self.epochs, max_seconds=seconds, time_limit_s=limit, seed=self.seed,
-                           batch_size=batch, lr=self.lr)
+                           batch_size=self.batch_size or 32, lr=self.lr)
 
-    def search_subset(self, n_train: int) -> int | None:
-        if self.train_subset is not None:
-            return self.train_subset if self.train_subset < n_train else None
-        return 10_000 if n_train > 20_000 else None
+    def resolve(self, n_train: int) -> SearchConfig:
+        """The configuration with its automatic settings made concrete for a training split of ``n_train``."""
+        subset = self.train_subset
+        if subset is None:
+            subset = 10_000 if n_train > 20_000 else 0
+        if subset >= n_train:
+            subset = 0
+        return replace(self, train_subset=subset, batch_size=self.batch_size or (32 if n_train <= 5000 else 128))
+
+    def search_subset(self) -> int | None:
+        return self.train_subset or None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -196,12 +212,12 @@ class _Run:
         self.cfg, self.out, self.data, self.space = cfg, out, data, space
         self.strategy, self.ledger = strategy, ledger
         self.progress = progress or (lambda event: None)
-        n_train = len(data.y_train)
-        self.trial_config = cfg.trial_config(n_train)
-        self.evaluator = Evaluator(space, data, self.trial_config, cfg.constraints, cfg.search_subset(n_train))
+        self.trial_config = cfg.trial_config()
+        self.evaluator = Evaluator(space, data, self.trial_config, cfg.constraints, cfg.search_subset())
 
     # -- phase 1: search
-    def search(self) -> None:
+    def search(self) -> float:
+        """Run trials until the budget is spent; returns the search time used, earlier sessions included."""
         cfg, ledger, strategy = self.cfg, self.ledger, self.strategy
         if isinstance(strategy, OptunaStrategy):
             strategy.attach(ledger.study)
@@ -249,6 +265,7 @@ class _Run:
                            "best_number": best.number if best else None, "elapsed_s": search_elapsed,
                            "budget_s": cfg.search_budget_s, "done": len(strategy.history),
                            "n_trials": cfg.n_trials})
+        return time.perf_counter() - t0
 
     @staticmethod
     def _best(records: list[TrialRecord]) -> TrialRecord | None:
@@ -263,7 +280,7 @@ class _Run:
         write_json(ckpt / "search_best.json", {"arch": arch.to_dict(), "metrics": _jsonable(result.metrics)})
 
     # -- phase 2: final training, export
-    def finalize(self, started: float) -> dict[str, Any]:
+    def finalize(self, started: float, search_elapsed: float) -> dict[str, Any]:
         from archlab.export import check_onnx, export_onnx, load_weights, save_weights
 
         cfg, ledger = self.cfg, self.ledger
@@ -296,8 +313,10 @@ class _Run:
         if cfg.final_epochs:
             seconds = None
             if cfg.budget_s is not None:
-                seconds = max(5.0, cfg.budget_s - (time.perf_counter() - started) - 5.0)
-            final_cfg = replace(cfg.trial_config(len(self.data.y_train)), epochs=cfg.final_epochs, max_seconds=seconds,
+                spent = max(time.perf_counter() - started, search_elapsed)  # this session, or all sessions
+                reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
+                seconds = max(5.0, cfg.budget_s - spent - reserve)
+            final_cfg = replace(cfg.trial_config(), epochs=cfg.final_epochs, max_seconds=seconds,
                                 time_limit_s=None, patience=None)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
@@ -370,6 +389,11 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     if resume:
         run = load_run(out)
         saved = SearchConfig.from_dict(run["config"])
+        if cfg is None and (out / SUMMARY_FILE).is_file():  # finished, and no new budget: nothing to do
+            try:
+                return json.loads((out / SUMMARY_FILE).read_text())
+            except json.JSONDecodeError:
+                pass  # a corrupt summary is rebuilt below
         if cfg is not None:  # only the budget may be extended on resume
             saved = replace(saved, budget_s=cfg.budget_s, n_trials=cfg.n_trials)
         cfg = saved
@@ -381,6 +405,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
         storage = cfg.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
     # validate everything that can be validated before a folder is written
     data = load_dataset(cfg.data, seed=cfg.seed)
+    cfg = cfg.resolve(len(data.y_train))
     space = make_space(cfg, data.input_shape, data.num_classes)
     strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, objectives=cfg.objectives,
                                constrained=cfg.constraints.active, expected_trials=cfg.expected_trials())
@@ -400,8 +425,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
             shutil.rmtree(out, ignore_errors=True)
         raise
     runner = _Run(cfg, out, data, space, strategy, ledger, progress)
-    runner.search()
-    summary = runner.finalize(started)
+    summary = runner.finalize(started, runner.search())
     summary["elapsed_s"] = time.perf_counter() - started
     summary["artifacts"] = {"run": str(out / RUN_FILE), "summary": str(out / SUMMARY_FILE),
                             "report": str(out / "report.html") if report else None,
