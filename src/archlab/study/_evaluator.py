@@ -8,6 +8,7 @@ shown to a strategy (see :class:`~archlab.search.TrialRecord`).
 from __future__ import annotations
 
 import math
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from torch import nn
 
 from archlab.data import Dataset
 from archlab.errors import UserError
+from archlab.export import load_weights
 from archlab.measure import count_flops, count_params, measure_latency
 from archlab.space import Arch, Space
 from archlab.train import TrainConfig, TrialFailed, evaluate, seed_everything, train_model
@@ -90,13 +92,16 @@ class Evaluator:
                 "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats)}
 
     def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool = False,
-                 on_epoch: Any = None) -> EvalResult:
+                 on_epoch: Any = None, init_weights: str | os.PathLike | None = None) -> EvalResult:
+        """Evaluate ``arch``; ``init_weights`` (a safetensors file) starts training from saved weights."""
         cfg = config or self.config
         start = time.perf_counter()
         metrics: dict[str, Any] = {}
         try:
             seed_everything(cfg.seed)
             model = self.space.build(arch)
+            if init_weights is not None:
+                load_weights(model, init_weights)
             metrics.update(self.measure(model))
             if self.constraints.active:
                 metrics["constraints"] = self.constraints.violations(metrics)

@@ -6,8 +6,9 @@ another Optuna storage), ``best/`` (``arch.json``, ``model.safetensors``, ``mode
 ``summary.json``. Every file is written atomically; a killed run is continued with ``resume=True``, which
 replays the ledger into the strategy, so no completed trial is lost and no arch is trained twice.
 
-The budget is split: ``1 - final_fraction`` of it for the search at the search fidelity, the rest to retrain
-the best arch longer (the final model is the better of the two by validation accuracy).
+The budget is split: most of it for the search at the search fidelity, the rest (``final_share``) to train the
+best arch longer on all the training data, starting from its trial's weights (the final model is the better of
+the two by validation accuracy).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class SearchConfig:
     train_subset: int | None = None  # 0: all; None: all of a small training split, 10,000 of a large one
     trial_timeout_s: float | None = None
     final_epochs: int = 40  # 0 = no final retraining
-    final_fraction: float | None = None  # None: 0.25, or 0.5 when the search trains on a subset
+    final_fraction: float | None = None  # None: 0.25, or 0.6 when the search trains on a subset
     max_params: int | None = None
     max_flops: int | None = None
     max_latency_ms: float | None = None
@@ -105,13 +106,13 @@ class SearchConfig:
 
     @property
     def final_share(self) -> float:
-        """The share of the budget kept to retrain the best arch. A search on a subset of a large training
-        split sees a fraction of the data, so the final model gets half the budget to see all of it."""
+        """The share of the budget kept to train the best arch longer. A search on a subset of a large training
+        split sees a fraction of the data, so the final model gets most of the budget to see all of it."""
         if not self.final_epochs:
             return 0.0
         if self.final_fraction is not None:
             return self.final_fraction
-        return 0.5 if self.train_subset else 0.25
+        return 0.6 if self.train_subset else 0.25
 
     @property
     def search_budget_s(self) -> float | None:
@@ -321,7 +322,8 @@ class _Run:
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
             full = Evaluator(self.space, self.data, final_cfg, Constraints(), None)
-            result = full(best.arch, keep_model=True,
+            # the final training continues from the search's weights for the arch: nothing learned is thrown away
+            result = full(best.arch, keep_model=True, init_weights=ckpt if have_ckpt else None,
                           on_epoch=lambda p: self.progress({"event": "final_epoch", **p}))
             if result.state == "complete":
                 final_info = {k: result.metrics.get(k) for k in ("val_accuracy", "test_accuracy", "epochs",
