@@ -372,8 +372,6 @@ class Choice(Node):
         dec = node.decode(sub)
         if isinstance(node, Struct):
             return FrozenDict({"option": self.keys[i], **dec})
-        if isinstance(node, Constant):
-            return FrozenDict({"option": self.keys[i], "value": dec})
         return FrozenDict({"option": self.keys[i], "value": dec})
 
     def sites(self, g: Any) -> int:

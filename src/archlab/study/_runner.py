@@ -317,7 +317,7 @@ class _Run:
                 spent = max(time.perf_counter() - started, search_elapsed)  # this session, or all sessions
                 reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
                 seconds = max(5.0, cfg.budget_s - spent - reserve)
-            final_cfg = replace(cfg.trial_config(), epochs=cfg.final_epochs, max_seconds=seconds,
+            final_cfg = replace(self.trial_config, epochs=cfg.final_epochs, max_seconds=seconds,
                                 time_limit_s=None, patience=None)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
