@@ -24,3 +24,19 @@ def shared_data() -> Path:
     if os.environ.get("CI"):
         pytest.fail(f"CI: ARCHLAB_DATA must name the shared data folder (got {value!r})", pytrace=False)
     pytest.skip("ARCHLAB_DATA is not set")
+
+
+@pytest.fixture(scope="session")
+def timm():
+    """timm as a test-only reference (installed with --no-deps; see tests/_timm.py). Under CI it must exist."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _timm import import_timm
+
+    try:
+        return import_timm()
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI: timm must be installed (pip install --no-deps timm==1.0.31)", pytrace=False)
+        pytest.skip("timm is not installed")

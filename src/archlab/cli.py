@@ -104,6 +104,9 @@ def search(
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
+    no_proxy_warmup: Annotated[bool, typer.Option(
+        "--no-proxy-warmup", help="rea: start from plain random samples instead of the best of 10 by zero-cost "
+                                  "proxies (NASWOT + SNIP)")] = False,
 ) -> None:
     """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""
     from archlab.study import SearchConfig, parse_duration, run_search
@@ -120,7 +123,7 @@ def search(
                 budget_s=budget_s, n_trials=trials, seed=seed, epochs=epochs,
                 trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
                 train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
-                max_latency_ms=max_latency_ms, storage=storage)
+                max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup)
         progress = _SearchProgress(enabled=not as_json and err.is_terminal)
         try:
             summary = run_search(cfg, resume if resume is not None else out, resume=resume is not None,
@@ -240,6 +243,118 @@ def report(
         _print_json({"report": str(path)})
     else:
         out.print(f"wrote {path}")
+
+
+zoo_app = typer.Typer(add_completion=False, no_args_is_help=True, help="the model and mixer zoo")
+app.add_typer(zoo_app, name="zoo")
+
+
+def _model_counts(name: str) -> dict[str, Any]:
+    """Name, family, paper, params and FLOPs (at the registered default input) without allocating weights."""
+    import torch
+
+    from archlab import zoo
+    from archlab.measure import count_flops, count_params
+
+    info = zoo.model_info(name)
+    row: dict[str, Any] = {"name": name, "family": info["family"], "paper": info["paper"],
+                           "input_shape": list(info["input_shape"]) if info["input_shape"] else None,
+                           "params": None, "flops": None}
+    try:
+        with torch.device("meta"):  # shapes only: even multi-billion-parameter models cost nothing to count
+            model = zoo.create_model(name)
+        row["params"] = count_params(model)
+        if info["input_shape"]:
+            row["flops"] = count_flops(model, info["input_shape"], input_dtype=info["input_dtype"])
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:  # an op without a meta kernel
+        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+    return row
+
+
+def _si(n: int | None, giga: str = "G") -> str:
+    if n is None:
+        return "—"
+    for unit, scale in ((giga, 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+@zoo_app.command("list", epilog="Example: archlab zoo list 'poolformer*'")
+def zoo_list(
+    pattern: Annotated[str, typer.Argument(help="fnmatch pattern over model names")] = "*",
+    mixers: Annotated[bool, typer.Option("--mixers", help="list token mixers instead of models")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Registered models (name, family, paper, params, FLOPs at the default input), or token mixers."""
+    from archlab import zoo
+
+    if mixers:
+        rows = [{"name": n, "layout": zoo.get_mixer_spec(n).layout, "causal": zoo.get_mixer_spec(n).causal,
+                 "paper": zoo.get_mixer_spec(n).paper} for n in zoo.list_mixers(pattern)]
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("mixer", "layout", "causal", "paper")
+        for r in rows:
+            table.add_row(r["name"], r["layout"], "yes" if r["causal"] else "", r["paper"])
+        out.print(table)
+        return
+    names = zoo.list_models(pattern)
+    if not names:
+        _fail(f"no model matches {pattern!r}; `archlab zoo list` shows them all")
+    rows = [_model_counts(n) for n in names]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "family", "params", "FLOPs", "input", "paper")
+    for r in rows:
+        shape = "×".join(map(str, r["input_shape"])) if r["input_shape"] else "—"
+        table.add_row(r["name"], r["family"], _si(r["params"], "B"), _si(r["flops"]), shape, r["paper"])
+    out.print(table)
+
+
+@zoo_app.command("profile", epilog="Example: archlab zoo profile poolformer_s12 --batches 1,32")
+def zoo_profile(
+    name: Annotated[str, typer.Argument(help="a registered model name")],
+    batches: Annotated[str, typer.Option(help="comma-separated batch sizes for latency")] = "1,32",
+    repeats: Annotated[int, typer.Option(help="timed forward passes per batch size (median)")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Params, FLOPs, CPU latency (1 thread, median) at each batch size, and peak activation memory."""
+    from archlab import zoo
+    from archlab.measure import profile_model
+
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        _fail(f"--batches must be positive integers separated by commas, got {batches!r}")
+    if repeats < 1:
+        _fail(f"--repeats must be >= 1, got {repeats}")
+    try:
+        info = zoo.model_info(name)
+        if not info["input_shape"]:
+            raise UserError(f"model {name!r} has no registered default input shape to profile at")
+        model = zoo.create_model(name)
+    except UserError as e:
+        _fail(str(e))
+    with err.status(f"profiling {name}"):
+        result = profile_model(model, info["input_shape"], latency_batches=sizes, repeats=repeats,
+                               input_dtype=info["input_dtype"], memory=True)
+    result = {"name": name, "input_shape": list(info["input_shape"]), **result}
+    if as_json:
+        _print_json(result)
+        return
+    table = Table("measure", "value")
+    table.add_row("input", "×".join(map(str, info["input_shape"])))
+    table.add_row("params", f"{result['params']:,}")
+    table.add_row("FLOPs (batch 1)", f"{result['flops']:,}")
+    for b in sizes:
+        table.add_row(f"CPU latency, batch {b}", f"{result[f'latency_ms_b{b}']:.2f} ms")
+    table.add_row("peak activation memory (batch 1)", f"{result['peak_activation_bytes'] / 2**20:.2f} MiB")
+    out.print(table)
 
 
 def main() -> None:

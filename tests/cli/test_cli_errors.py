@@ -117,6 +117,6 @@ def test_corrupt_arch_json_and_checkpoint(finished_run, tmp_path):
 
 
 def test_help_has_examples():
-    for command in ("search", "export", "report"):
-        result = archlab(command, "--help")
+    for command in (["search"], ["export"], ["report"], ["zoo", "list"], ["zoo", "profile"]):
+        result = archlab(*command, "--help")
         assert result.returncode == 0 and "Example" in result.stdout

@@ -34,3 +34,30 @@ def test_latency_grows_with_work():
     assert 0 < t_small < t_big
     prof = profile_model(small, (64,), latency_batches=(1, 8), repeats=5)
     assert set(prof) == {"params", "flops", "latency_ms_b1", "latency_ms_b8"}
+
+
+def test_peak_activation_bytes_follows_tensor_lifetimes():
+    from torch import nn
+
+    from archlab.measure import peak_activation_bytes
+
+    # Linear(100->1000) output and the ReLU's output are alive together (the ReLU reads one, writes the other)
+    model = nn.Sequential(nn.Linear(100, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    assert peak_activation_bytes(model, (100,), batch_size=4) == 2 * 4 * 1000 * 4
+    # an in-place ReLU needs no second buffer: the peak is the hidden layer plus the output
+    model = nn.Sequential(nn.Linear(100, 1000), nn.ReLU(inplace=True), nn.Linear(1000, 10))
+    assert peak_activation_bytes(model, (100,), batch_size=4) == 4 * 1000 * 4 + 4 * 10 * 4
+
+
+def test_flops_on_the_meta_device_equal_real_flops():
+    import torch
+    from torch import nn
+
+    from archlab.measure import count_flops
+
+    def make():
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+
+    with torch.device("meta"):
+        meta = make()
+    assert count_flops(meta, (3, 8, 8)) == count_flops(make(), (3, 8, 8)) == 2 * (8 * 6 * 6 * 27 + 288 * 5)

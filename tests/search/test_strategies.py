@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 
 import pytest
@@ -145,3 +146,62 @@ def test_unknown_strategy_and_objective_are_user_errors():
     with pytest.raises(UserError, match="unknown objective"):
         create_strategy("random", landscape_space(), objectives=["speed"])
     assert {"random", "rea", "tpe", "nsga2"} <= set(list_strategies())
+
+
+def noisy_proxy(arch: Arch) -> tuple[float, float]:
+    """Two 'proxies' that each see part of the objective (as real zero-cost proxies do)."""
+    return (score(arch) - 0.01 * arch["c"], -abs(arch["a"] - TARGET["a"]))
+
+
+def test_proxy_warmup_picks_the_best_ranked_of_the_candidates():
+    space = landscape_space()
+    s = create_strategy("rea", space, seed=3, population_size=5, scorer=noisy_proxy, warmup_candidates=8)
+    plain = create_strategy("rea", space, seed=3, population_size=5)
+    for i in range(5):
+        arch = s.ask()
+        # replay the candidates this step drew: the same per-step generator, the same unseen filter
+        rng = random.Random(f"rea:3:{i}")
+        candidates = []
+        while len(candidates) < 8:
+            a = space.sample(rng)
+            if a not in s.seen and a not in candidates:
+                candidates.append(a)
+        columns = list(zip(*(noisy_proxy(a) for a in candidates), strict=True))
+        ranks = [sum(sum(1.0 if v > w else 0.5 if v == w else 0.0 for w in col) for col, v in
+                     zip(columns, (col[j] for col in columns), strict=True)) for j in range(8)]
+        assert arch == candidates[max(range(8), key=lambda j: ranks[j])]
+        s.tell(TrialRecord(i, arch, "complete", fake_metrics(arch)))
+        plain_arch = plain.ask()
+        plain.tell(TrialRecord(i, plain_arch, "complete", fake_metrics(plain_arch)))
+    # warmed-up initial members score better than plain random ones
+    assert statistics.mean(score(r.arch) for r in s.history) > statistics.mean(score(r.arch) for r in plain.history)
+
+
+def test_proxy_warmup_rebuilt_from_the_ledger_continues_exactly(tmp_path):
+    space = landscape_space()
+
+    def fresh():
+        return create_strategy("rea", space, seed=7, population_size=6, scorer=noisy_proxy)
+
+    uninterrupted = run_with_ledger(fresh(), Ledger(f"sqlite:///{tmp_path}/a.db", ["accuracy"], create=True),
+                                    space, 10)
+    first = run_with_ledger(fresh(), Ledger(f"sqlite:///{tmp_path}/b.db", ["accuracy"], create=True), space, 3)
+    reopened = Ledger(f"sqlite:///{tmp_path}/b.db", ["accuracy"], create=False)
+    clone = fresh()
+    clone.rebuild(reopened.records())
+    assert first + run_with_ledger(clone, reopened, space, 7) == uninterrupted
+
+
+def test_proxy_warmup_beats_random_initialisation_on_average():
+    def best_initial(scorer, seed):
+        s = create_strategy("rea", landscape_space(), seed=seed, population_size=6, scorer=scorer)
+        best = -1.0
+        for i in range(6):
+            arch = s.ask()
+            s.tell(TrialRecord(i, arch, "complete", fake_metrics(arch)))
+            best = max(best, score(arch))
+        return best
+
+    warm = [best_initial(noisy_proxy, seed) for seed in range(10)]
+    cold = [best_initial(None, seed) for seed in range(10)]
+    assert statistics.mean(warm) > statistics.mean(cold) + 0.05

@@ -210,3 +210,33 @@ def test_tiny_poolformer_learns_digits(one_thread: None) -> None:
     with torch.no_grad():
         accuracy = (model(x[test]).argmax(dim=1) == y[test]).float().mean().item()
     assert accuracy >= 0.90, accuracy
+
+
+def test_a_stage_may_give_one_mixer_per_block():
+    from archlab.errors import UserError
+    from archlab.zoo.mixers import Attention, SepConv
+    from archlab.zoo.models.metaformer import MetaFormer
+
+    model = MetaFormer.from_stages([{"mixers": ["sepconv", "sepconv", "attention"], "depth": 3, "width": 16},
+                                    {"mixer": "attention", "depth": 1, "width": 32}],
+                                   in_chans=1, num_classes=10, image_size=8)
+    kinds = [type(block.token_mixer) for block in model.network[0]]
+    assert kinds == [SepConv, SepConv, Attention]
+    assert [b.layout for b in model.network[0]] == ["image", "image", "sequence"]
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(UserError, match="one per block"):
+        MetaFormer.from_stages([{"mixers": ["sepconv"], "depth": 2, "width": 16}], image_size=8)
+    with pytest.raises(UserError, match="exactly one of"):
+        MetaFormer.from_stages([{"mixer": "sepconv", "mixers": ["sepconv"], "depth": 1, "width": 16}],
+                               image_size=8)
+
+
+def test_structured_mixer_init_survives_the_generic_linear_init():
+    from archlab.zoo.mixers.gpsa import GPSA
+
+    model = MetaFormer.from_stages([{"mixer": "gpsa", "depth": 1, "width": 32}], in_chans=1, num_classes=10,
+                                   image_size=8)
+    gpsas = [m for m in model.modules() if isinstance(m, GPSA)]
+    assert gpsas
+    for m in gpsas:
+        assert torch.equal(m.v.weight, torch.eye(m.v.weight.shape[0]))  # ConViT's local init: V = identity

@@ -25,6 +25,8 @@ class Dataset:
     ``x_*`` are float32 tensors of shape ``(N, C, H, W)`` already normalised with ``mean`` and ``std``
     (per channel, computed on the training split only); ``y_*`` are int64 class indices into ``classes``.
     Tabular data has the shape ``(N, 1, 1, F)``. Datasets compare by identity (they hold tensors).
+    ``flip_invariant`` says whether mirroring an image left-right keeps its label (true of clothing and of
+    CIFAR-10's objects, false of digits); training may then use random flips as augmentation.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Dataset:
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    flip_invariant: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(self.x_train.shape[1:])
@@ -86,6 +89,7 @@ class Dataset:
             "classes": list(self.classes),
             "mean": list(self.mean),
             "std": list(self.std),
+            "flip_invariant": self.flip_invariant,
         }
 
     def __repr__(self) -> str:
@@ -182,6 +186,7 @@ def build_dataset(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     scale: float = 1.0,
+    flip_invariant: bool = False,
 ) -> Dataset:
     """Split, scale (divide by ``scale``) and normalise raw arrays into a :class:`Dataset`.
 
@@ -228,6 +233,7 @@ def build_dataset(
         classes=tuple(classes),
         mean=mean,
         std=std,
+        flip_invariant=flip_invariant,
     )
 
 

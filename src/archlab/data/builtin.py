@@ -166,7 +166,7 @@ def load_fashion_mnist(
             raise DataError(f"{files[name]} holds {array.dtype} {array.shape}, expected uint8 {expected}")
     return build_dataset("fashion-mnist", x_train[:, None], y_train.astype(np.int64), FASHION_MNIST_CLASSES,
                          x_test=x_test[:, None], y_test=y_test.astype(np.int64), seed=seed,
-                         val_fraction=val_fraction, test_fraction=0.0, scale=255.0)
+                         val_fraction=val_fraction, test_fraction=0.0, scale=255.0, flip_invariant=True)
 
 
 # --------------------------------------------------------------------------------------------------- CIFAR-10
@@ -417,4 +417,4 @@ def load_cifar10(
         x_train, y_train, x_test, y_test = x_train[keep_train], y_train[keep_train], x_test[keep_test], \
             y_test[keep_test]
     return build_dataset("cifar10", x_train, y_train, classes, x_test=x_test, y_test=y_test, seed=seed,
-                         val_fraction=val_fraction, test_fraction=0.0, scale=255.0)
+                         val_fraction=val_fraction, test_fraction=0.0, scale=255.0, flip_invariant=True)

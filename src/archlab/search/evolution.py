@@ -5,12 +5,18 @@ Aging evolution: the population is the ``population_size`` most recent successfu
 ``sample_size`` of them at random, mutates the best (one decision changed) and the oldest member leaves as the
 child joins. The first ``population_size`` proposals are random samples. With several objectives the parent is
 drawn among the non-dominated members of the sample.
+
+With a ``scorer`` (zero-cost proxies, :class:`archlab.proxies.ProxyScorer`) the initial population is warmed up
+as in Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS" (ICLR 2021): each initial member is the best
+of ``warmup_candidates`` random samples by the scorer (the sum of each proxy's rank among the candidates), so
+the small budgets of a laptop do not spend their first trials on untrainable archs. Scores are a function of the
+arch alone, so a strategy rebuilt from the ledger proposes exactly what the uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from archlab.errors import UserError
 from archlab.search._base import Strategy, dominates
@@ -21,13 +27,18 @@ class RegularizedEvolution(Strategy):
     name = "rea"
 
     def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str] = ("accuracy",),
-                 population_size: int = 10, sample_size: int = 3) -> None:
+                 population_size: int = 10, sample_size: int = 3,
+                 scorer: Callable[[Arch], Sequence[float]] | None = None, warmup_candidates: int = 10) -> None:
         super().__init__(space, seed=seed, objectives=objectives)
         if population_size < 2 or not 1 <= sample_size <= population_size:
             raise UserError(f"rea: need population_size >= 2 and 1 <= sample_size <= population_size, "
                             f"got {population_size}, {sample_size}")
+        if warmup_candidates < 1:
+            raise UserError(f"rea: warmup_candidates must be >= 1, got {warmup_candidates}")
         self.population_size = population_size
         self.sample_size = sample_size
+        self.scorer = scorer
+        self.warmup_candidates = warmup_candidates
 
     @staticmethod
     def population_for(expected_trials: int) -> int:
@@ -45,12 +56,37 @@ class RegularizedEvolution(Strategy):
     def propose(self, rng: random.Random) -> Arch:
         population = self.population
         if len(population) < self.population_size:
-            return self.space.sample(rng)
+            if self.scorer is None:
+                return self.space.sample(rng)
+            return self._warm_sample(rng)
         sample = rng.sample(population, self.sample_size)
         scored = [(self.fitness(r), r) for r in sample]
         front = [r for v, r in scored if not any(dominates(w, v) for w, _ in scored)]
         parent = front[0] if len(self.objectives) == 1 else rng.choice(front)
         return self.space.mutate(parent.arch, rng)
 
+    def _warm_sample(self, rng: random.Random) -> Arch:
+        """The best of ``warmup_candidates`` unseen random samples by the sum of per-proxy ranks."""
+        candidates: list[Arch] = []
+        for _ in range(self.warmup_candidates * 20):
+            arch = self.space.sample(rng)
+            if arch not in self.seen and arch not in candidates:
+                candidates.append(arch)
+                if len(candidates) == self.warmup_candidates:
+                    break
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else self.space.sample(rng)
+        scores = [tuple(self.scorer(a)) for a in candidates]
+        ranks = [0.0] * len(candidates)
+        for k in range(len(scores[0])):
+            column = [s[k] for s in scores]
+            for i, v in enumerate(column):  # rank = how many candidates this one beats (ties count half)
+                ranks[i] += sum(1.0 if v > w else 0.5 if v == w else 0.0 for w in column)
+        return candidates[max(range(len(candidates)), key=lambda i: ranks[i])]
+
     def describe(self) -> dict:
-        return {**super().describe(), "population_size": self.population_size, "sample_size": self.sample_size}
+        d = {**super().describe(), "population_size": self.population_size, "sample_size": self.sample_size}
+        if self.scorer is not None:
+            d["warmup"] = {"candidates": self.warmup_candidates,
+                           "proxies": list(getattr(self.scorer, "names", ["custom"]))}
+        return d

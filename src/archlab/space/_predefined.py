@@ -25,7 +25,7 @@ def register_space(name: str):
 
 
 def _load_builtin() -> None:
-    from archlab.space import metaformer  # noqa: F401  (registers "metaformer")
+    from archlab.space import ascan, metaformer  # noqa: F401  (registers "ascan" and "metaformer")
 
 
 def list_spaces(pattern: str = "*") -> list[str]:

@@ -3,7 +3,8 @@
 MetaFormer (Yu et al., "MetaFormer Is Actually What You Need for Vision", CVPR 2022) separates a block's
 token mixer from the rest of the block. This space searches the number of stages, each stage's token mixer,
 depth and width, and the MLP ratio and norm shared by all blocks. The mixer choice is every mixer registered
-in :mod:`archlab.zoo` at the time the space is made, so each new zoo mixer grows the space with no change here.
+in :mod:`archlab.zoo` at the time the space is made (except causal sequence mixers, which only see the
+tokens before them), so each new zoo mixer grows the space with no change here.
 
 For images larger than 16 pixels the stem's stride is a decision too (2: a 3x3 stem; 4: PoolFormer's 7x7
 stem), which trades resolution, and so accuracy, against compute.
@@ -50,7 +51,9 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
     if len(input_shape) != 3:
         raise SpaceError(f"the metaformer space takes images (C, H, W), got input shape {tuple(input_shape)}")
     in_chans, height, width = input_shape
-    names = list(mixers) if mixers is not None else zoo.list_mixers()
+    # causal sequence mixers (Mamba, GLA, ...) only see the tokens before them: no use for classifying a whole
+    # image, so the default leaves them out; naming them in ``mixers`` still puts them in.
+    names = list(mixers) if mixers is not None else zoo.list_mixers(causal=False)
     for m in names:
         zoo.get_mixer_spec(m)
     strides = stem_strides((height, width))

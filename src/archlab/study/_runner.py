@@ -30,6 +30,7 @@ import torch
 from archlab._io import atomic_write_text
 from archlab.data import Dataset, load_dataset
 from archlab.errors import UserError
+from archlab.proxies import ProxyScorer
 from archlab.search import (
     DEFAULT_STRATEGY,
     OptunaStrategy,
@@ -75,6 +76,7 @@ class SearchConfig:
     lr: float = 3e-3
     storage: str | None = None
     export_onnx: bool = True
+    proxy_warmup: bool = True  # evolution's first population picked by zero-cost proxies (accuracy-only runs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
@@ -409,8 +411,12 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     data = load_dataset(cfg.data, seed=cfg.seed)
     cfg = cfg.resolve(len(data.y_train))
     space = make_space(cfg, data.input_shape, data.num_classes)
+    extra: dict[str, Any] = {}
+    if cfg.proxy_warmup and cfg.strategy == "rea" and tuple(cfg.objectives) == ("accuracy",):
+        # proxies predict trainability, not cost: with cost objectives they would bias toward big archs
+        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, seed=cfg.seed)
     strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, objectives=cfg.objectives,
-                               constrained=cfg.constraints.active, expected_trials=cfg.expected_trials())
+                               constrained=cfg.constraints.active, expected_trials=cfg.expected_trials(), **extra)
     if not resume:
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)

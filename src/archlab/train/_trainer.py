@@ -38,6 +38,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int | None = 6
     augment_shift: int = 0  # random translation by up to this many pixels (0 = off)
+    augment_flip: bool = False  # random left-right mirroring (only for data whose labels survive it)
     grad_clip: float | None = 5.0
     seed: int = 0
 
@@ -82,13 +83,22 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (max_shift, max_shift, max_shift, max_shift))
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # (b, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # (b, w)
-    idx_b = torch.arange(b)[:, None, None]
+    # offsets come from the CPU generator (the same stream on every device), then move to the data
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen).to(x.device)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (b, h)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (b, w)
+    idx_b = torch.arange(b, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]]  # (b, h, w, c)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right (one coin per sample)."""
+    if x.dim() != 4:
+        return x
+    coin = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
+    return torch.where(coin[:, None, None, None], x.flip(-1), x)
 
 
 def _lr_at(base: float, progress: float, warmup: float = 0.05) -> float:
@@ -121,6 +131,8 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
         for i in range(0, len(x_train), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             xb, yb = _shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
+            if cfg.augment_flip:
+                xb = _flip(xb, gen)
             loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise TrialFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-_MODEL_INFO: dict[str, dict[str, str]] = {}
+_MODEL_INFO: dict[str, dict[str, Any]] = {}
 _MIXERS: dict[str, MixerSpec] = {}
 LAYOUTS = ("image", "sequence")
 
@@ -47,18 +47,27 @@ class MixerSpec:
     factory: Callable[..., nn.Module]
     layout: str
     paper: str
+    causal: bool = False  # output at position t depends only on positions <= t (sequence models, decoding)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None,
-                   family: str = "", paper: str = ""):
-    """Register a model constructor under ``name`` (default: the function's name)."""
+                   family: str = "", paper: str = "", input_shape: tuple[int, ...] | None = None,
+                   input_dtype: str = "float"):
+    """Register a model constructor under ``name`` (default: the function's name).
+
+    ``input_shape`` is the shape of one default input without the batch dimension (``(3, 224, 224)`` for an
+    ImageNet model, ``(1024,)`` token ids with ``input_dtype="long"`` for a language model): what
+    ``archlab zoo list`` / ``profile`` measure at.
+    """
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or f.__name__
         if key in _MODELS and _MODELS[key] is not f:
             raise ValueError(f"model {key!r} is already registered")
         _MODELS[key] = f
-        _MODEL_INFO[key] = {"family": family or f.__module__.rsplit(".", 1)[-1], "paper": paper}
+        _MODEL_INFO[key] = {"family": family or f.__module__.rsplit(".", 1)[-1], "paper": paper,
+                            "input_shape": tuple(input_shape) if input_shape is not None else None,
+                            "input_dtype": input_dtype}
         return f
 
     return deco(fn) if fn is not None else deco
@@ -76,31 +85,37 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return _MODELS[name](**kwargs)
 
 
-def model_info(name: str) -> dict[str, str]:
+def model_info(name: str) -> dict[str, Any]:
+    """``family``, ``paper``, ``input_shape`` (or None) and ``input_dtype`` of a registered model."""
     if name not in _MODEL_INFO:
         raise UserError(f"unknown model {name!r}")
     return dict(_MODEL_INFO[name])
 
 
-def register_mixer(name: str, *, layout: str, paper: str = ""):
-    """Register a token-mixer factory ``f(dim, *, resolution=None, **kw)`` under ``name``."""
+def register_mixer(name: str, *, layout: str, paper: str = "", causal: bool = False):
+    """Register a token-mixer factory ``f(dim, *, resolution=None, **kw)`` under ``name``.
+
+    ``causal=True`` marks a mixer whose output at sequence position t depends only on positions <= t (Mamba,
+    GLA, LMU, ...): spaces for images leave those out unless asked for by name.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MIXERS and _MIXERS[name].factory is not f:
             raise ValueError(f"mixer {name!r} is already registered")
-        _MIXERS[name] = MixerSpec(name=name, factory=f, layout=layout, paper=paper)
+        _MIXERS[name] = MixerSpec(name=name, factory=f, layout=layout, paper=paper, causal=causal)
         return f
 
     return deco
 
 
-def list_mixers(pattern: str = "*", layout: str | None = None) -> list[str]:
-    """Registered mixer names (optionally only those of one ``layout``), sorted."""
+def list_mixers(pattern: str = "*", layout: str | None = None, causal: bool | None = None) -> list[str]:
+    """Registered mixer names, sorted; optionally only those of one ``layout`` or causality."""
     return sorted(
         n for n, s in _MIXERS.items()
         if fnmatch.fnmatchcase(n, pattern) and (layout is None or s.layout == layout)
+        and (causal is None or s.causal == causal)
     )
 
 

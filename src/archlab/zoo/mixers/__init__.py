@@ -1,9 +1,15 @@
-"""Token mixers: importing this package registers each of them (see :func:`archlab.zoo.list_mixers`)."""
+"""Token mixers: importing this package imports every module in it, and each module registers its mixers
+(see :func:`archlab.zoo.list_mixers`). A new mixer is a new file here; nothing else needs editing."""
 
-from archlab.zoo.mixers import attention, mlp_mixer, pooling, sepconv  # noqa: F401  (registers mixers)
-from archlab.zoo.mixers.attention import Attention
-from archlab.zoo.mixers.mlp_mixer import TokenMixingMlp
-from archlab.zoo.mixers.pooling import Pooling
-from archlab.zoo.mixers.sepconv import SepConv
+import sys
+
+from archlab.zoo._discover import import_submodules
+
+import_submodules(sys.modules[__name__])
+
+from archlab.zoo.mixers.attention import Attention  # noqa: E402
+from archlab.zoo.mixers.mlp_mixer import TokenMixingMlp  # noqa: E402
+from archlab.zoo.mixers.pooling import Pooling  # noqa: E402
+from archlab.zoo.mixers.sepconv import SepConv  # noqa: E402
 
 __all__ = ["Attention", "Pooling", "SepConv", "TokenMixingMlp"]

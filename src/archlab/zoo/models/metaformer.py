@@ -147,7 +147,8 @@ class MetaFormer(nn.Module):
     Args:
         depths: blocks per stage.
         dims: channels per stage.
-        token_mixers: one registered mixer name per stage (see :func:`archlab.zoo.list_mixers`).
+        token_mixers: per stage, one registered mixer name (see :func:`archlab.zoo.list_mixers`) for all its
+            blocks, or a list of one name per block (hybrid stages such as AsCAN's conv-then-attention).
         mlp_ratios: channel-MLP expansion, one for all stages or one per stage.
         norm: one of :data:`archlab.zoo.layers.NORMS`.
         layer_scale_init_value: initial LayerScale; ``None`` disables LayerScale.
@@ -157,7 +158,7 @@ class MetaFormer(nn.Module):
         mixer_kwargs: keyword arguments per mixer name, e.g. ``{"attention": {"head_dim": 16}}``.
     """
 
-    def __init__(self, *, depths: Sequence[int], dims: Sequence[int], token_mixers: Sequence[str],
+    def __init__(self, *, depths: Sequence[int], dims: Sequence[int], token_mixers: Sequence[str | Sequence[str]],
                  in_chans: int = 3, num_classes: int = 1000, mlp_ratios: float | Sequence[float] = 4,
                  norm: str = "groupnorm", layer_scale_init_value: float | None = 1e-5, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, image_size: int | Sequence[int] = (224, 224),
@@ -184,7 +185,14 @@ class MetaFormer(nn.Module):
             raise UserError("drop_rate and drop_path_rate must be in [0, 1)")
         image_size = _as_pair(image_size)
         mixer_kwargs = dict(mixer_kwargs or {})
-        specs = [get_mixer_spec(name) for name in token_mixers]  # UserError names the unknown mixer
+        per_block: list[list[str]] = []
+        for i, names in enumerate(token_mixers):
+            names = [names] * depths[i] if isinstance(names, str) else list(names)
+            if len(names) != depths[i] or not all(isinstance(n, str) for n in names):
+                raise UserError(f"stage {i}: token_mixers must be one mixer name or one per block "
+                                f"({depths[i]}), got {token_mixers[i]!r}")
+            per_block.append(names)
+        specs = [[get_mixer_spec(name) for name in names] for names in per_block]  # UserError names it
         for name in mixer_kwargs:
             get_mixer_spec(name)
         create_norm(norm, 1)  # fail on an unknown norm before building anything
@@ -205,9 +213,9 @@ class MetaFormer(nn.Module):
                                       in_chans=in_chans, embed_dim=dims[0])
         total_blocks = sum(depths)
         network: list[nn.Module] = []
-        for i, spec in enumerate(specs):
+        for i, stage_specs in enumerate(specs):
             blocks = []
-            for j in range(depths[i]):
+            for j, spec in enumerate(stage_specs):
                 # Stochastic depth grows linearly with block index over the whole network (reference).
                 rate = drop_path_rate * (j + sum(depths[:i])) / max(1, total_blocks - 1)
                 blocks.append(MetaFormerBlock(
@@ -222,6 +230,11 @@ class MetaFormer(nn.Module):
         self.norm = create_norm(norm, dims[-1])
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_linear)
+        # mixers with a structured init (ConViT's GPSA local init) re-apply it after the generic Linear init,
+        # as timm's ConVit does
+        for module in self.modules():
+            if module is not self and hasattr(module, "local_init"):
+                module.local_init()
 
     @staticmethod
     def _build_mixer(name: str, dim: int, resolution: tuple[int, int],
@@ -246,14 +259,18 @@ class MetaFormer(nn.Module):
                     in_pad: int | None = None, **kwargs: Any) -> MetaFormer:
         """Build from stage dicts ``{"mixer": name, "depth": int, "width": int}`` (optional ``"mlp_ratio"``).
 
+        A hybrid stage gives ``"mixers": [name, ...]`` (one per block) instead of ``"mixer"``.
+
         The stem defaults to :func:`default_stem` of ``image_size``; other keywords go to :class:`MetaFormer`.
         """
         if isinstance(stages, Mapping) or not isinstance(stages, Sequence) or not stages:
             raise UserError("stages must be a non-empty list of {'mixer', 'depth', 'width'} dicts")
-        allowed, required = {"mixer", "depth", "width", "mlp_ratio"}, {"mixer", "depth", "width"}
+        allowed, required = {"mixer", "mixers", "depth", "width", "mlp_ratio"}, {"depth", "width"}
         for i, stage in enumerate(stages):
             if not isinstance(stage, Mapping):
                 raise UserError(f"stage {i} must be a dict with keys mixer, depth, width; got {stage!r}")
+            if ("mixer" in stage) == ("mixers" in stage):
+                raise UserError(f"stage {i} needs exactly one of 'mixer' (one name) or 'mixers' (one per block)")
             if missing := required - set(stage):
                 raise UserError(f"stage {i} lacks {', '.join(sorted(missing))}")
             if unknown := set(stage) - allowed:
@@ -262,7 +279,7 @@ class MetaFormer(nn.Module):
         stem = default_stem(_as_pair(image_size))
         return cls(
             depths=[s["depth"] for s in stages], dims=[s["width"] for s in stages],
-            token_mixers=[s["mixer"] for s in stages],
+            token_mixers=[s["mixer"] if "mixer" in s else list(s["mixers"]) for s in stages],
             mlp_ratios=[s.get("mlp_ratio", mlp_ratio) for s in stages],
             in_chans=in_chans, num_classes=num_classes, image_size=image_size, norm=norm,
             in_patch_size=stem[0] if in_patch_size is None else in_patch_size,
@@ -283,7 +300,7 @@ class MetaFormer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model(name="metaformer", family="metaformer", paper=_PAPER)
+@register_model(name="metaformer", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def metaformer(stages: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> MetaFormer:
     """A MetaFormer from stage dicts; see :meth:`MetaFormer.from_stages`."""
     if stages is None:
@@ -298,31 +315,31 @@ def _poolformer(depths: list[int], dims: list[int], layer_scale_init_value: floa
     return MetaFormer(**{**config, **kwargs})
 
 
-@register_model(name="poolformer_s12", family="metaformer", paper=_PAPER)
+@register_model(name="poolformer_s12", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def poolformer_s12(**kwargs: Any) -> MetaFormer:
     """PoolFormer-S12 (11.9M parameters at 1000 classes)."""
     return _poolformer([2, 2, 6, 2], [64, 128, 320, 512], 1e-5, **kwargs)
 
 
-@register_model(name="poolformer_s24", family="metaformer", paper=_PAPER)
+@register_model(name="poolformer_s24", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def poolformer_s24(**kwargs: Any) -> MetaFormer:
     """PoolFormer-S24 (21M parameters)."""
     return _poolformer([4, 4, 12, 4], [64, 128, 320, 512], 1e-5, **kwargs)
 
 
-@register_model(name="poolformer_s36", family="metaformer", paper=_PAPER)
+@register_model(name="poolformer_s36", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def poolformer_s36(**kwargs: Any) -> MetaFormer:
     """PoolFormer-S36 (31M parameters)."""
     return _poolformer([6, 6, 18, 6], [64, 128, 320, 512], 1e-6, **kwargs)
 
 
-@register_model(name="poolformer_m36", family="metaformer", paper=_PAPER)
+@register_model(name="poolformer_m36", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def poolformer_m36(**kwargs: Any) -> MetaFormer:
     """PoolFormer-M36 (56M parameters)."""
     return _poolformer([6, 6, 18, 6], [96, 192, 384, 768], 1e-6, **kwargs)
 
 
-@register_model(name="poolformer_m48", family="metaformer", paper=_PAPER)
+@register_model(name="poolformer_m48", family="metaformer", paper=_PAPER, input_shape=(3, 224, 224))
 def poolformer_m48(**kwargs: Any) -> MetaFormer:
     """PoolFormer-M48 (73M parameters)."""
     return _poolformer([8, 8, 24, 8], [96, 192, 384, 768], 1e-6, **kwargs)

@@ -1,0 +1,85 @@
+"""Zero-cost proxies against their definitions, computed by hand on networks where they have closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from archlab.errors import UserError
+from archlab.proxies import ProxyScorer, compute_proxies, grad_norm, jacob_cov, naswot, snip, synflow
+from archlab.space import Space, choice
+
+
+def relu_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+
+
+def test_naswot_is_the_log_determinant_of_the_hamming_kernel():
+    model = relu_mlp()
+    x = torch.randn(7, 1, 2, 3)
+    h1 = model[1](model[0](x))
+    h2 = model[3](torch.relu(h1))
+    codes = torch.cat([(h1 > 0), (h2 > 0)], dim=1).double()
+    n_units = codes.shape[1]
+    hamming = torch.cdist(codes, codes, p=1)
+    expected = torch.linalg.slogdet(n_units - hamming)[1].item()
+    assert naswot(model, x) == pytest.approx(expected, rel=1e-12)
+
+
+def test_synflow_of_a_bias_free_linear_network_is_depth_times_the_output():
+    # R(θ) = 1ᵀ|W3||W2||W1|1 is homogeneous of degree 1 in each of the 3 layers, so Σ θ ∂R/∂θ = 3R (Euler)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.Linear(5, 4, bias=False),
+                          nn.Linear(4, 3, bias=False))
+    w1, w2, w3 = (model[i].weight.detach().abs().double() for i in (1, 2, 3))
+    r = (w3 @ w2 @ w1 @ torch.ones(6, dtype=torch.float64)).sum().item()
+    assert synflow(model, torch.randn(2, 1, 2, 3)) == pytest.approx(math.log(3 * r), rel=1e-12)
+
+
+def test_snip_and_grad_norm_equal_the_hand_computed_gradient():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    w, b = model[1].weight.detach(), model[1].bias.detach()
+    p = torch.softmax(x.flatten(1) @ w.t() + b, dim=1)
+    delta = (p - torch.nn.functional.one_hot(y, 3).float()) / len(y)  # ∂ mean CE / ∂ logits
+    gw, gb = delta.t() @ x.flatten(1), delta.sum(0)
+    assert snip(model, x, y) == pytest.approx(((w * gw).abs().sum() + (b * gb).abs().sum()).item(), rel=1e-5)
+    assert grad_norm(model, x, y) == pytest.approx((gw.norm() + gb.norm()).item(), rel=1e-5)
+
+
+def test_jacob_cov_of_a_linear_model_has_its_closed_form():
+    # every input has the same Jacobian, so the correlation matrix is all ones: eigenvalues n, 0, ..., 0
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    n, k = 6, 1e-5
+    expected = -((math.log(n + k) + 1 / (n + k)) + (n - 1) * (math.log(k) + 1 / k))
+    assert jacob_cov(model, torch.randn(n, 1, 2, 2)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_proxies_leave_weights_and_mode_unchanged():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.GELU(), nn.Flatten(),
+                          nn.Linear(4 * 16, 3))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = compute_proxies(model, torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,)))
+    assert set(scores) == {"naswot", "synflow", "grad_norm", "snip", "jacob_cov"}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+
+def test_proxy_scorer_is_deterministic_and_checks_names():
+    space = Space(lambda a: nn.Sequential(nn.Flatten(), nn.Linear(4, a["width"]), nn.ReLU(),
+                                          nn.Linear(a["width"], 3)),
+                  width=choice([2, 8, 32]))
+    x, y = torch.randn(100, 1, 2, 2), torch.randint(0, 3, (100,))
+    archs = list(space.enumerate())
+    first = [ProxyScorer(space, x, y)(a) for a in archs]
+    assert first == [ProxyScorer(space, x, y)(a) for a in archs]
+    naswot_scores = [s[0] for s in first]
+    assert naswot_scores == sorted(naswot_scores)  # more units, more distinct activation patterns
+    with pytest.raises(UserError, match="unknown proxy"):
+        ProxyScorer(space, x, y, names=("naswot", "zen"))

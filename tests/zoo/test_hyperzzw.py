@@ -1,0 +1,91 @@
+"""HyperZ·Z·W: the global operator is a matrix product with the slow net's hyper-kernel, the local operator is a
+depthwise convolution with the kernel the slow net generates from the input, and the mixer works at every size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archlab import zoo
+from archlab.errors import UserError
+from archlab.zoo.mixers.hyperzzw import HyperZZW_2E, HyperZZW_G, HyperZZW_L, linspace_grid
+
+
+def test_global_operator_is_an_explicit_matrix_product() -> None:
+    torch.manual_seed(0)
+    hk, z = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 5, 4)
+    out = HyperZZW_G(hk, z)
+    for b in range(2):
+        for c in range(3):
+            for i in range(5):
+                for j in range(4):
+                    expected = sum(hk[0, c, i, k] * z[b, c, k, j] for k in range(5))
+                    assert torch.isclose(out[b, c, i, j], expected, atol=1e-5)
+
+
+def test_mixer_global_branch_uses_row_and_column_hyper_kernels() -> None:
+    torch.manual_seed(0)
+    mixer = zoo.create_mixer("hyperzzw", 16, resolution=(4, 6))
+    z = torch.randn(2, 16, 4, 6)
+    k_h, k_w = mixer.global_kernels(4, 6)
+    assert k_h.shape == (16, 4, 4) and k_w.shape == (16, 6, 6)
+    expected = torch.einsum("cik,bckj->bcij", k_h, z) + torch.einsum("cjk,bcik->bcij", k_w, z)
+    assert torch.allclose(mixer.global_op(z), expected, atol=1e-5)
+    # the slow net is a function of coordinates only: the hyper-kernel does not depend on z
+    k_h2, _ = mixer.global_kernels(4, 6)
+    assert torch.equal(k_h, k_h2)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_local_operator_is_depthwise_conv2d_with_the_generated_kernel(kernel_size: int) -> None:
+    torch.manual_seed(0)
+    op = HyperZZW_L(8, kernel_size=kernel_size)
+    with torch.no_grad():
+        op.fast_bias.fill_(0.25)
+    x1, x2 = torch.randn(3, 8, 7, 7), torch.randn(3, 8, 7, 7)
+    kernel = op.kernel(x1)
+    assert kernel.shape == (3, 8, kernel_size, kernel_size)
+    out = op(x1, x2)
+    for b in range(3):
+        expected = F.conv2d(x2[b:b + 1], kernel[b].unsqueeze(1), padding=kernel_size // 2, groups=8) + 0.25
+        assert torch.allclose(out[b:b + 1], expected, atol=1e-5)
+
+
+def test_local_kernel_depends_on_the_context_per_sample() -> None:
+    torch.manual_seed(0)
+    op = HyperZZW_L(8)
+    x = torch.randn(2, 8, 5, 5)
+    kernel = op.kernel(x)
+    assert not torch.allclose(kernel[0], kernel[1])
+    # each sample's kernel is its own: the rest of the batch does not change it
+    assert torch.allclose(op.kernel(x[1:]), kernel[1:], atol=1e-6)
+
+
+def test_two_elementwise_variant_and_grid() -> None:
+    hk, x = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    assert torch.allclose(HyperZZW_2E(hk, x), x * x * hk)
+    grid = linspace_grid(3, 2)
+    assert grid.shape == (2, 3, 2)
+    assert torch.equal(grid[0, :, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.equal(grid[1, 0], torch.tensor([-1.0, 1.0]))
+
+
+@pytest.mark.parametrize("dim", [16, 48])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (7, 7), (3, 5)])
+def test_mixer_shapes_and_gradients(dim: int, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    mixer = zoo.create_mixer("hyperzzw", dim, resolution=size)
+    x = torch.randn(2, dim, *size, requires_grad=True)
+    out = mixer(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0
+    assert mixer.slow_net_g.output_linear.weight.grad.abs().sum() > 0
+
+
+def test_bad_configuration_raises_user_error() -> None:
+    with pytest.raises(UserError, match="hyperzzw: kernel_size must be a positive odd integer, got 4"):
+        zoo.create_mixer("hyperzzw", 16, kernel_size=4)
+    with pytest.raises(UserError, match="hyperzzw: hidden_channels"):
+        zoo.create_mixer("hyperzzw", 16, hidden_channels=0)
