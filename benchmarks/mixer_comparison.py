@@ -43,7 +43,9 @@ def main() -> None:
     mixers = args.mixers or zoo.list_mixers(causal=False)
     rows = []
     for mixer in mixers:
-        space = create_space("metaformer", input_shape=data.input_shape, num_classes=data.num_classes, mixers=[mixer])
+        # the frame of the metaformer space, with any width a multiple of 4, so each mixer can meet the budget
+        space = create_space("metaformer", input_shape=data.input_shape, num_classes=data.num_classes,
+                             mixers=[mixer], widths=list(range(8, 257, 4)))
         candidates = []
         for width in range(8, 129, 4):
             try:

@@ -61,3 +61,13 @@ def test_flops_on_the_meta_device_equal_real_flops():
     with torch.device("meta"):
         meta = make()
     assert count_flops(meta, (3, 8, 8)) == count_flops(make(), (3, 8, 8)) == 2 * (8 * 6 * 6 * 27 + 288 * 5)
+
+
+def test_flops_of_a_model_that_views_its_parameters():
+    # a learned-latent mixer (FIT) expands a parameter inside forward; counting must not trip over it
+    from archlab.measure import count_flops
+    from archlab.zoo.models.metaformer import MetaFormer
+
+    model = MetaFormer.from_stages([{"mixer": "fit", "depth": 1, "width": 16}], in_chans=1, num_classes=10,
+                                   image_size=8)
+    assert count_flops(model, (1, 8, 8)) > 0

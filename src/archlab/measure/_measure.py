@@ -68,7 +68,9 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], batch_size: int = 
     """
     device = next((p.device for p in model.parameters()), None)
     x = example_input(input_shape, batch_size, input_dtype, device=device)
-    with _eval_mode(model), torch.no_grad():
+    # grad mode stays on: FlopCounterMode's module tracker hooks the autograd graph, and under no_grad a view
+    # of a parameter (a mixer's learned latents, say) requires grad without a grad_fn, which it rejects
+    with _eval_mode(model):
         counter = FlopCounterMode(display=False)
         with counter:
             model(x)
