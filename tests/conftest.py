@@ -15,6 +15,15 @@ if os.environ.get("ARCHLAB_DATA"):
     os.environ["ARCHLAB_DATA"] = str(Path(os.environ["ARCHLAB_DATA"]).resolve())
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread (many tiny ops gain nothing from a second one), then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``$ARCHLAB_DATA`` (CI sets it to ../shared/data). Under CI its absence is a failure, not a skip."""

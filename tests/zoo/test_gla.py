@@ -236,14 +236,9 @@ def _train_recall(pairs: int = 4, n_keys: int = 8, n_values: int = 8, dim: int =
 
 
 @pytest.mark.slow
-def test_learns_associative_recall() -> None:
+def test_learns_associative_recall(one_thread: None) -> None:
     # 4 key-value pairs over 8 keys and 8 values, then a query key: chance is 1/8, and picking any value seen
     # in the sequence without binding it to its key plateaus near 40 %. Two GLA layers (d = 32, chunked form)
     # reach 100 % held-out accuracy by step 1,000 (about 30 s of one CPU core for 1,200 steps).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tensors this small gain nothing from intra-op threads, and lose to their overhead
-    try:
-        accuracy = _train_recall(pairs=4, n_keys=8, n_values=8, dim=32, layers=2, steps=1200)
-    finally:
-        torch.set_num_threads(threads)
+    accuracy = _train_recall(pairs=4, n_keys=8, n_values=8, dim=32, layers=2, steps=1200)
     assert accuracy >= 0.9, f"associative recall: {accuracy:.3f} held-out accuracy"

@@ -22,14 +22,7 @@ from archlab.zoo.mixers.mamba import (
     selective_scan_ref,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run many tiny ops; on a busy machine, intra-op threads mostly wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops: a second thread only waits
 
 
 def _scan_inputs(batch: int, dim: int, dstate: int, length: int, dtype: torch.dtype, seed: int = 0,

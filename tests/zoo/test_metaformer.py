@@ -172,15 +172,6 @@ def test_poolformer_configs(name: str, millions: float, layer_scale: float) -> N
     assert small.head.out_features == 10 and small.resolutions[-1] == (2, 2)
 
 
-@pytest.fixture
-def one_thread():
-    # Small ops gain nothing from a second thread, and on a busy shared machine threads wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_tiny_poolformer_learns_digits(one_thread: None) -> None:
     from sklearn.datasets import load_digits
 

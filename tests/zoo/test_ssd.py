@@ -11,14 +11,7 @@ from archlab.errors import UserError
 from archlab.zoo import create_mixer, get_mixer_spec, list_mixers
 from archlab.zoo.mixers.ssd import DiscreteMamba2, materialize_mixer, segsum, ssd_chunked, ssd_sequential
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Many tiny ops: on a busy machine intra-op threads mostly wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops: a second thread only waits
 
 
 def _inputs(batch: int, length: int, heads: int, headdim: int, d_state: int, dtype=torch.float64, seed: int = 0,
