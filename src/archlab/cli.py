@@ -104,6 +104,9 @@ def search(
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
+    no_median_stopping: Annotated[bool, typer.Option(
+        "--no-median-stopping", help="train every trial to its full fidelity instead of stopping those whose "
+        "learning curve falls below the median of earlier trials' curves")] = False,
     no_proxy_warmup: Annotated[bool, typer.Option(
         "--no-proxy-warmup", help="rea: start from plain random samples instead of the best of 10 by zero-cost "
                                   "proxies (NASWOT + SNIP)")] = False,
@@ -123,7 +126,8 @@ def search(
                 budget_s=budget_s, n_trials=trials, seed=seed, epochs=epochs,
                 trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
                 train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
-                max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup)
+                max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup,
+                median_stopping=not no_median_stopping)
         progress = _SearchProgress(enabled=not as_json and err.is_terminal)
         try:
             summary = run_search(cfg, resume if resume is not None else out, resume=resume is not None,
@@ -183,11 +187,12 @@ def export(
         if not arch_file.is_file():
             raise UserError(f"{run_dir} has no best/arch.json (the run has not finished)")
         info = run.get("data") or {}
-        shape, classes = info.get("input_shape"), info.get("num_classes")
+        shape, classes, vocab = info.get("input_shape"), info.get("num_classes"), info.get("vocab_size")
         if shape is None or classes is None:
             d = load_dataset(cfg.data, seed=cfg.seed)
-            shape, classes = d.input_shape, d.num_classes
-        space = make_space(cfg, tuple(shape), int(classes))
+            shape, classes, vocab = d.input_shape, d.num_classes, d.vocab_size
+        space = make_space(cfg, tuple(shape), int(classes), vocab)
+        io = {"input_dtype": "long" if vocab is not None else "float", "vocab_size": vocab}
         try:
             text = arch_file.read_text()
         except UnicodeDecodeError:
@@ -195,9 +200,9 @@ def export(
         arch = space.validate(text)
         model = load_weights(space.build(arch), run_dir / "best" / "model.safetensors")
         target = output or run_dir / "best" / "model.onnx"
-        export_onnx(model, tuple(shape), target)
+        export_onnx(model, tuple(shape), target, **io)
         try:
-            diff = check_onnx(model, target, tuple(shape), atol=atol)
+            diff = check_onnx(model, target, tuple(shape), atol=atol, **io)
         except OnnxMismatch as e:
             _fail(str(e), code=1)
     except UserError as e:

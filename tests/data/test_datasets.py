@@ -45,7 +45,8 @@ def digits() -> Dataset:
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["digits", "fashion-mnist", "cifar10"]
+    assert list_datasets() == ["digits", "fashion-mnist", "cifar10", "selective-copying", "associative-recall",
+                               "listops"]
 
 
 def test_split_indices_are_disjoint_cover_and_stratified() -> None:
@@ -154,8 +155,8 @@ def test_explicit_fractions_and_bad_fractions() -> None:
 def test_unknown_name() -> None:
     with pytest.raises(DataError) as info:
         load_dataset("foo")
-    assert str(info.value) == ("unknown dataset 'foo': not a built-in (digits, fashion-mnist, cifar10) "
-                               "nor an existing path")
+    assert str(info.value) == ("unknown dataset 'foo': not a built-in (digits, fashion-mnist, cifar10, "
+                               "selective-copying, associative-recall, listops, ucr:<Name>) nor an existing path")
 
 
 # --------------------------------------------------------------------------------------------- Fashion-MNIST

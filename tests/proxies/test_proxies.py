@@ -66,7 +66,10 @@ def test_proxies_leave_weights_and_mode_unchanged():
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scores = compute_proxies(model, torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,)))
-    assert set(scores) == {"naswot", "synflow", "grad_norm", "snip", "jacob_cov"}
+    assert set(scores) == {"naswot", "synflow", "grad_norm", "snip", "jacob_cov", "flops", "params"}
+    # conv 4x4x(1*9)x4 multiply-adds + linear 64x3, at 2 FLOPs per multiply-add
+    assert scores["flops"] == 2 * (16 * 9 * 4 + 64 * 3)
+    assert scores["params"] == sum(p.numel() for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
 
@@ -83,3 +86,7 @@ def test_proxy_scorer_is_deterministic_and_checks_names():
     assert naswot_scores == sorted(naswot_scores)  # more units, more distinct activation patterns
     with pytest.raises(UserError, match="unknown proxy"):
         ProxyScorer(space, x, y, names=("naswot", "zen"))
+    # a leading "-" ranks smaller values higher: the cheapest arch scores highest on "-flops"
+    costs = [ProxyScorer(space, x, y, names=("flops", "-flops"))(a) for a in archs]
+    assert [c[1] for c in costs] == [-c[0] for c in costs]
+    assert costs[0][0] < costs[1][0] < costs[2][0]

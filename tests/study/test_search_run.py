@@ -167,3 +167,21 @@ def test_training_failures_are_recorded_and_the_search_goes_on(tmp_path, monkeyp
     assert reasons[0].startswith("non-finite loss")
     assert reasons[1].startswith("RuntimeError: mat1 and mat2")
     assert torch.isfinite(torch.tensor(summary["best"]["val_accuracy"]))
+
+
+def test_sequence_space_search_on_a_token_task(tmp_path):
+    """The main job on sequence data: the ``sequence`` space on generated token ids, exported with int64 input."""
+    out = tmp_path / "seq"
+    cfg = SearchConfig(space="sequence", data="associative-recall", mixers=("lstm", "gla"), strategy="random",
+                       n_trials=2, budget_s=None, epochs=1, train_subset=256, final_epochs=0, batch_size=64, seed=0)
+    summary = run_search(cfg, out, report=False)
+    assert summary["trials"]["completed"] == 2
+    assert summary["data"]["vocab_size"] == 64 and summary["data"]["input_shape"] == [256]
+    best = summary["best"]
+    assert {layer["option"] for layer in best["arch"]["layers"]} <= {"lstm", "gla"}
+    data = load_dataset("associative-recall", seed=0)
+    space = make_space(cfg, data.input_shape, data.num_classes, data.vocab_size)
+    model = load_weights(space.build(Arch(best["arch"])), out / "best/model.safetensors")
+    assert evaluate(model, data.x_val, data.y_val)[1] == pytest.approx(best["val_accuracy"])
+    assert check_onnx(model, out / "best/model.onnx", data.input_shape, input_dtype="long",
+                      vocab_size=data.vocab_size) <= 1e-4

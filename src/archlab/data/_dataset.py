@@ -24,7 +24,9 @@ class Dataset:
 
     ``x_*`` are float32 tensors of shape ``(N, C, H, W)`` already normalised with ``mean`` and ``std``
     (per channel, computed on the training split only); ``y_*`` are int64 class indices into ``classes``.
-    Tabular data has the shape ``(N, 1, 1, F)``. Datasets compare by identity (they hold tensors).
+    Tabular data has the shape ``(N, 1, 1, F)``. Sequence data is either float32 ``(N, C, L)`` (time series,
+    normalised per channel like images) or int64 token ids ``(N, L)`` (``mean`` and ``std`` empty,
+    ``vocab_size`` set). Datasets compare by identity (they hold tensors).
     ``flip_invariant`` says whether mirroring an image left-right keeps its label (true of clothing and of
     CIFAR-10's objects, false of digits); training may then use random flips as augmentation.
     """
@@ -40,24 +42,37 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     flip_invariant: bool = False
+    vocab_size: int | None = None  # token-id inputs: ids are in [0, vocab_size)
 
     def __post_init__(self) -> None:
         shape = tuple(self.x_train.shape[1:])
+        tokens = self.vocab_size is not None
+        ndims = (2,) if tokens else (3, 4)
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            if x.ndim not in ndims or tuple(x.shape[1:]) != shape:
+                what = "(N, L) token ids" if tokens else "(N, C, H, W) images or (N, C, L) sequences"
                 raise DataError(f"dataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, "
-                                f"expected (N, *{shape})")
+                                f"expected {what} of shape (N, *{shape})")
+            if tokens and (x.dtype != torch.int64 or (x.numel() and not 0 <= int(x.min()) <= int(x.max())
+                                                        < self.vocab_size)):
+                raise DataError(f"dataset {self.name!r}: x_{split} must hold int64 token ids in "
+                                f"[0, {self.vocab_size})")
             if y.ndim != 1 or len(y) != len(x):
                 raise DataError(f"dataset {self.name!r}: y_{split} has {len(y)} labels for {len(x)} inputs")
-        if len(self.mean) != shape[0] or len(self.std) != shape[0]:
-            raise DataError(f"dataset {self.name!r}: mean/std must have one value per channel ({shape[0]})")
+        channels = 0 if tokens else shape[0]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise DataError(f"dataset {self.name!r}: mean/std must have one value per channel ({channels})")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """The shape ``(C, H, W)`` of one input."""
-        _, c, h, w = self.x_train.shape
-        return (int(c), int(h), int(w))
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input: ``(C, H, W)`` for images, ``(C, L)`` for series, ``(L,)`` for tokens."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def input_dtype(self) -> str:
+        """``"long"`` for token ids, else ``"float"`` (the convention of :func:`archlab.measure.example_input`)."""
+        return "long" if self.vocab_size is not None else "float"
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +105,7 @@ class Dataset:
             "mean": list(self.mean),
             "std": list(self.std),
             "flip_invariant": self.flip_invariant,
+            **({"vocab_size": self.vocab_size} if self.vocab_size is not None else {}),
         }
 
     def __repr__(self) -> str:

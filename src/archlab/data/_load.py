@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from archlab.data import builtin, files
+from archlab.data import builtin, files, synthetic, text, ucr
 from archlab.data._dataset import Dataset
 from archlab.errors import DataError
 
@@ -20,11 +20,23 @@ _BUILTINS: dict[str, tuple[Callable[..., Dataset], float, float]] = {
     "cifar10": (builtin.load_cifar10, 0.1, 0.2),
 }
 _USER_FRACTIONS = (0.1, 0.2)
+# Generated token tasks: fixed split sizes (no fractions), drawn from ``seed`` (see archlab.data.synthetic).
+_SYNTHETIC: dict[str, Callable[..., Dataset]] = {
+    "selective-copying": synthetic.selective_copying,
+    "associative-recall": synthetic.associative_recall,
+    "listops": synthetic.listops,
+}
+_UCR_PREFIX = "ucr:"
+_UCR_VAL_FRACTION = 0.2
 
 
 def list_datasets() -> list[str]:
-    """The names of the built-in datasets."""
-    return list(_BUILTINS)
+    """The names of the built-in datasets: images, then the generated token tasks.
+
+    UCR problems (``ucr:<Name>``) are a family, not listed; ``tinyshakespeare`` is a corpus
+    (:func:`archlab.data.load_char_corpus`), not a classification dataset.
+    """
+    return [*_BUILTINS, *_SYNTHETIC]
 
 
 def _is_user_path(text: str) -> bool:
@@ -56,9 +68,30 @@ def load_dataset(
     Inputs are float32 ``(N, C, H, W)``, normalised per channel with the mean and std of the training split.
     A built-in name takes precedence over a folder of the same name (write ``./digits`` for the folder).
     ``data_dir`` and ``download`` apply to built-in datasets: see :mod:`archlab.data.builtin`.
+
+    Sequence data: ``ucr:<Name>`` (e.g. ``ucr:GunPoint``) is a UCR/UEA problem as float32 ``(N, C, L)`` with
+    its official test split and ``val_fraction`` (default 0.2) of its training split for validation (see
+    :mod:`archlab.data.ucr`). ``selective-copying``, ``associative-recall`` and ``listops`` are generated int64
+    token tasks with fixed split sizes, so they take no fractions (see :mod:`archlab.data.synthetic`).
+    ``tinyshakespeare`` is a character corpus, not a classification dataset: load it with
+    :func:`archlab.data.load_char_corpus`.
     """
-    text = os.fspath(name_or_path)
-    key = text.strip().lower().replace("_", "-")
+    text_arg = os.fspath(name_or_path)
+    key = text_arg.strip().lower().replace("_", "-")
+    if key in _SYNTHETIC:
+        if val_fraction is not None or test_fraction is not None:
+            raise DataError(f"dataset {key!r} is generated with fixed split sizes: it takes no val_fraction or "
+                            f"test_fraction (call archlab.data.synthetic.{_SYNTHETIC[key].__name__} with "
+                            "n_train/n_val/n_test instead)")
+        return _SYNTHETIC[key](seed=seed)
+    if key.startswith(_UCR_PREFIX):
+        if test_fraction is not None:
+            raise DataError(f"dataset {text_arg.strip()!r} keeps its official test split: it takes no test_fraction")
+        return ucr.load_ucr(text_arg.strip()[len(_UCR_PREFIX):], seed=seed, data_dir=data_dir,
+                            val_fraction=_UCR_VAL_FRACTION if val_fraction is None else val_fraction)
+    if key in text.BUILTIN_CORPORA:
+        raise DataError(f"{key!r} is a character corpus, not a classification dataset: load it with "
+                        "archlab.data.load_char_corpus")
     if key in _BUILTINS:
         loader, default_val, default_test = _BUILTINS[key]
         val = default_val if val_fraction is None else val_fraction
@@ -66,9 +99,9 @@ def load_dataset(
             return loader(seed=seed, val_fraction=val,
                           test_fraction=default_test if test_fraction is None else test_fraction)
         return loader(seed=seed, val_fraction=val, data_dir=data_dir, download=download)
-    if _is_user_path(text):
+    if _is_user_path(text_arg):
         val = _USER_FRACTIONS[0] if val_fraction is None else val_fraction
         test = _USER_FRACTIONS[1] if test_fraction is None else test_fraction
-        return files.load_path(text, seed=seed, val_fraction=val, test_fraction=test)
-    raise DataError(f"unknown dataset {text!r}: not a built-in ({', '.join(list_datasets())}) "
-                    "nor an existing path")
+        return files.load_path(text_arg, seed=seed, val_fraction=val, test_fraction=test)
+    raise DataError(f"unknown dataset {text_arg!r}: not a built-in ({', '.join(list_datasets())}, "
+                    "ucr:<Name>) nor an existing path")

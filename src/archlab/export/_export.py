@@ -56,14 +56,26 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
+def _example(input_shape: Sequence[int], batch: int, input_dtype: str, vocab_size: int | None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    if input_dtype == "long":
+        return torch.randint(0, vocab_size or 2, (batch, *input_shape), generator=generator)
+    if input_dtype != "float":
+        raise UserError(f"input_dtype must be 'float' or 'long', got {input_dtype!r}")
+    return torch.randn(batch, *input_shape, generator=generator)
+
+
 def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.PathLike,
-                opset: int = 17) -> Path:
-    """Export ``model`` (eval mode) to ONNX with input ``x`` of shape (batch, *input_shape) -> ``logits``."""
+                opset: int = 17, input_dtype: str = "float", vocab_size: int | None = None) -> Path:
+    """Export ``model`` (eval mode) to ONNX with input ``x`` of shape (batch, *input_shape) -> ``logits``.
+
+    ``input_dtype="long"`` exports a model of token ids (in ``[0, vocab_size)``) instead of floats.
+    """
     path = Path(path)
     was_training = model.training
     model.eval()
     try:
-        x = torch.randn(1, *input_shape)
+        x = _example(input_shape, 1, input_dtype, vocab_size)
         with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (x,), str(tmp), dynamo=False, input_names=["x"], output_names=["logits"],
@@ -74,7 +86,8 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.Pat
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
-               batch_sizes: Sequence[int] = (1, 4), atol: float = 1e-4, seed: int = 0) -> float:
+               batch_sizes: Sequence[int] = (1, 4), atol: float = 1e-4, seed: int = 0,
+               input_dtype: str = "float", vocab_size: int | None = None) -> float:
     """Largest absolute difference between ONNX Runtime and PyTorch outputs; raises if above ``atol``."""
     import onnxruntime as ort
 
@@ -87,7 +100,7 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
     worst = 0.0
     try:
         for b in batch_sizes:
-            x = torch.randn(b, *input_shape, generator=gen)
+            x = _example(input_shape, b, input_dtype, vocab_size, gen)
             with torch.no_grad():
                 ref = model(x).numpy()
             got = session.run(["logits"], {"x": x.numpy()})[0]

@@ -6,6 +6,12 @@
   NeurIPS 2020 — sum of |θ ⊙ ∂R/∂θ| for R = sum of the output of the network with |θ| on an all-ones input.
 - ``grad_norm``, ``snip``, ``jacob_cov``: as collected by Abdelfattah et al., "Zero-Cost Proxies for Lightweight
   NAS", ICLR 2021 (reference: SamsungLabs/zero-cost-nas ``foresight/pruners/measures/*.py``).
+- ``flops``, ``params``: the cost baselines that every zero-cost study compares against (Ning et al.,
+  "Evaluating Efficient Performance Estimators of Neural Architectures", NeurIPS 2021): FLOPs of one example's
+  forward pass and the parameter count.
+
+:class:`ProxyScorer` takes a name with a leading ``-`` as "smaller is better" (``"-flops"``: cheaper archs
+score higher), which is how a time-limited search prefers archs it can train for more epochs.
 
 Every proxy leaves the model's weights and mode as they were.
 """
@@ -20,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PROXIES", "compute_proxies", "grad_norm", "jacob_cov", "naswot", "snip", "synflow"]
+__all__ = ["PROXIES", "ProxyScorer", "compute_proxies", "flops", "grad_norm", "jacob_cov", "naswot", "params",
+           "snip", "synflow"]
 
 _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish)
 
@@ -104,8 +111,22 @@ def jacob_cov(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) 
     return float(-(torch.log(eig + k) + 1.0 / (eig + k)).sum())
 
 
+def flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
+    """FLOPs of the forward pass for one example of ``x`` (counted on the meta device: no compute)."""
+    from archlab.measure import count_flops
+
+    return float(count_flops(model, tuple(x.shape[1:]), input_dtype="long" if not x.is_floating_point()
+                             else "float"))
+
+
+def params(model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
+    """The number of parameters."""
+    return float(sum(p.numel() for p in model.parameters()))
+
+
 PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
     "naswot": naswot, "synflow": synflow, "grad_norm": grad_norm, "snip": snip, "jacob_cov": jacob_cov,
+    "flops": flops, "params": params,
 }
 
 
@@ -130,7 +151,7 @@ class ProxyScorer:
 
     def __init__(self, space, x: torch.Tensor, y: torch.Tensor, *, names: tuple[str, ...] = ("naswot", "snip"),
                  batch_size: int = 64, seed: int = 0) -> None:
-        unknown = [n for n in names if n not in PROXIES]
+        unknown = [n for n in names if n.removeprefix("-") not in PROXIES]
         if unknown:
             from archlab.errors import UserError
 
@@ -148,7 +169,9 @@ class ProxyScorer:
             values = []
             for name in self.names:
                 try:
-                    v = PROXIES[name](model, self.x, self.y)
+                    v = PROXIES[name.removeprefix("-")](model, self.x, self.y)
+                    if name.startswith("-"):
+                        v = -v
                 except (RuntimeError, ValueError):
                     v = -math.inf
                 values.append(v if math.isfinite(v) else -math.inf)

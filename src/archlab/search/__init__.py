@@ -20,12 +20,14 @@ from archlab.search._base import (
     pareto_front,
 )
 from archlab.search.evolution import RegularizedEvolution
+from archlab.search.median_stopping import MedianStopping
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
 from archlab.space import Space
 
 __all__ = [
     "DEFAULT_STRATEGY",
+    "MedianStopping",
     "OBJECTIVES",
     "NSGAII",
     "OptunaStrategy",

@@ -25,7 +25,7 @@ def register_space(name: str):
 
 
 def _load_builtin() -> None:
-    from archlab.space import ascan, metaformer  # noqa: F401  (registers "ascan" and "metaformer")
+    from archlab.space import ascan, metaformer, sequence  # noqa: F401  (registers "ascan", "metaformer", "sequence")
 
 
 def list_spaces(pattern: str = "*") -> list[str]:

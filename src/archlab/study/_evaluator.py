@@ -87,9 +87,9 @@ class Evaluator:
         self.latency_repeats = latency_repeats
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
-        shape = self.data.input_shape
-        return {"params": count_params(model), "flops": count_flops(model, shape),
-                "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats)}
+        shape, dtype = self.data.input_shape, self.data.input_dtype
+        return {"params": count_params(model), "flops": count_flops(model, shape, input_dtype=dtype),
+                "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats, input_dtype=dtype)}
 
     def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool = False,
                  on_epoch: Any = None, init_weights: str | os.PathLike | None = None) -> EvalResult:

@@ -33,6 +33,7 @@ from archlab.errors import UserError
 from archlab.proxies import ProxyScorer
 from archlab.search import (
     DEFAULT_STRATEGY,
+    MedianStopping,
     OptunaStrategy,
     Strategy,
     TrialRecord,
@@ -77,6 +78,7 @@ class SearchConfig:
     storage: str | None = None
     export_onnx: bool = True
     proxy_warmup: bool = True  # evolution's first population picked by zero-cost proxies (accuracy-only runs)
+    median_stopping: bool = True  # stop a trial whose curve falls below the median of earlier trials' curves
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
@@ -233,6 +235,7 @@ class _Run:
         self.progress({"event": "start", "resumed": bool(records) or recovered > 0, "trials": len(records),
                        "budget_s": cfg.search_budget_s, "n_trials": cfg.n_trials})
         best = self._best(records)
+        stopper = self._median_stopping()
         while True:
             elapsed = time.perf_counter() - t0
             n = len(strategy.history)
@@ -251,7 +254,10 @@ class _Run:
                 remaining = max(1.0, cfg.search_budget_s - elapsed)
                 trial_cfg = replace(trial_cfg, max_seconds=min(trial_cfg.max_seconds, remaining))
             self.progress({"event": "trial_start", "number": trial.number, "arch": arch.to_dict()})
-            result = self.evaluator(arch, trial_cfg, keep_model=True)
+            result = self.evaluator(arch, trial_cfg, keep_model=True,
+                                    on_epoch=stopper.monitor() if stopper is not None else None)
+            if stopper is not None and result.state == "complete":
+                stopper.add(result.curve, result.metrics.get("stopped"))
             search_elapsed = time.perf_counter() - t0
             ledger.finish(trial, result.state, result.metrics, reason=result.reason, curve=result.curve,
                           extra={"search_elapsed_s": search_elapsed})
@@ -269,6 +275,17 @@ class _Run:
                            "budget_s": cfg.search_budget_s, "done": len(strategy.history),
                            "n_trials": cfg.n_trials})
         return time.perf_counter() - t0
+
+    def _median_stopping(self) -> MedianStopping | None:
+        """The median-stopping rule, rebuilt from the ledger's finished trials (in trial order)."""
+        if not self.cfg.median_stopping:
+            return None
+        stopper = MedianStopping()
+        for row in self.ledger.trials():
+            if row["state"] == "COMPLETE" and row.get("status", "complete") == "complete" \
+                    and row.get("duplicate_of") is None:
+                stopper.add(row.get("curve") or [], row.get("stopped"))
+        return stopper
 
     @staticmethod
     def _best(records: list[TrialRecord]) -> TrialRecord | None:
@@ -345,10 +362,11 @@ class _Run:
         write_json(best_dir / "arch.json", best.arch.to_dict())
         save_weights(model, best_dir / "model.safetensors", metadata={"arch": best.arch.to_json()})
         if cfg.export_onnx:
-            export_onnx(model, self.data.input_shape, best_dir / "model.onnx")
+            io = {"input_dtype": self.data.input_dtype, "vocab_size": self.data.vocab_size}
+            export_onnx(model, self.data.input_shape, best_dir / "model.onnx", **io)
             summary["export"] = {"onnx": str(best_dir / "model.onnx"),
                                  "onnx_max_abs_diff": check_onnx(model, best_dir / "model.onnx",
-                                                                 self.data.input_shape)}
+                                                                 self.data.input_shape, **io)}
         summary["best"] = best_summary
         return summary
 
@@ -410,11 +428,14 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     # validate everything that can be validated before a folder is written
     data = load_dataset(cfg.data, seed=cfg.seed)
     cfg = cfg.resolve(len(data.y_train))
-    space = make_space(cfg, data.input_shape, data.num_classes)
+    space = make_space(cfg, data.input_shape, data.num_classes, data.vocab_size)
     extra: dict[str, Any] = {}
     if cfg.proxy_warmup and cfg.strategy == "rea" and tuple(cfg.objectives) == ("accuracy",):
-        # proxies predict trainability, not cost: with cost objectives they would bias toward big archs
-        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, seed=cfg.seed)
+        # proxies predict trainability, not cost: with cost objectives they would bias toward big archs. Under a
+        # time fidelity they also favour archs too big to train for more than a few epochs in a trial, so the
+        # candidates' FLOPs rank counts too ("-flops": cheaper is better).
+        names = ("naswot", "snip", "-flops") if cfg.trial_seconds_effective() is not None else ("naswot", "snip")
+        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed)
     strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, objectives=cfg.objectives,
                                constrained=cfg.constraints.active, expected_trials=cfg.expected_trials(), **extra)
     if not resume:
@@ -444,9 +465,12 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     return summary
 
 
-def make_space(cfg: SearchConfig, input_shape: tuple[int, ...], num_classes: int) -> Space:
-    """The run's space (with its mixer restriction, if any)."""
+def make_space(cfg: SearchConfig, input_shape: tuple[int, ...], num_classes: int,
+               vocab_size: int | None = None) -> Space:
+    """The run's space (with its mixer restriction, if any); ``vocab_size`` for token-id data."""
     kwargs: dict[str, Any] = {"mixers": list(cfg.mixers)} if cfg.mixers is not None else {}
+    if vocab_size is not None:
+        kwargs["vocab_size"] = vocab_size
     return create_space(cfg.space, input_shape=input_shape, num_classes=num_classes, **kwargs)
 
 

@@ -112,7 +112,12 @@ def _lr_at(base: float, progress: float, warmup: float = 0.05) -> float:
 def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                 y_val: torch.Tensor, config: TrainConfig = TrainConfig(),
                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train ``model`` in place with AdamW and a cosine schedule; the best-validation weights are kept."""
+    """Train ``model`` in place with AdamW and a cosine schedule; the best-validation weights are kept.
+
+    ``on_epoch(point)`` is called after every epoch with that epoch's curve point; if it returns a non-empty
+    string, training stops there and the string is the result's ``stopped`` reason (a search's early stopping of
+    unpromising trials).
+    """
     cfg = config
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -157,14 +162,21 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
         val_loss, val_acc = evaluate(model, x_val, y_val)
         if not math.isfinite(val_loss):
             raise TrialFailed(f"non-finite validation loss at epoch {epoch}")
+        seconds = time.perf_counter() - start
+        progress = step / total_steps if cfg.max_seconds is None else max(step / total_steps,
+                                                                          seconds / cfg.max_seconds)
+        # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
+        # trials of different speeds under a time fidelity can be compared
         point = {"epoch": epoch, "train_loss": running / max(1, seen), "val_loss": val_loss,
-                 "val_accuracy": val_acc, "seconds": time.perf_counter() - start}
+                 "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
         curve.append(point)
-        if on_epoch is not None:
-            on_epoch(point)
         if val_acc > best_acc or (val_acc == best_acc and val_loss < best_loss):
             best_acc, best_loss, best_epoch = val_acc, val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        verdict = on_epoch(point) if on_epoch is not None else None
+        if verdict:
+            stopped = str(verdict)
+            break
         if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
             stopped = "early_stopping"
             break

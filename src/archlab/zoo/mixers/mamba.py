@@ -143,24 +143,30 @@ def default_chunk_size(length: int) -> int:
     return max(1, math.isqrt(max(length, 1) - 1) + 1)
 
 
-def _chunked_scan_core(log_a: torch.Tensor, bx: torch.Tensor, C: torch.Tensor,
+def _chunked_scan_core(delta: torch.Tensor, A: torch.Tensor, du: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                        h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``h_t = exp(log_a_t) * h_{t-1} + bx_t``, ``y_t = sum_n C_t[n] h_t[:, n]``, chunk by chunk.
+    """``h_t = exp(delta_t A) * h_{t-1} + (delta_t u_t) B_t``, ``y_t = sum_n C_t[n] h_t[:, n]``, chunk by chunk.
 
-    Chunk-major layout, so that every per-step slice is contiguous: ``log_a``, ``bx``: ``(T, B, n_chunks, D, N)``
-    (position ``t`` of every chunk in row ``t``) with ``log_a <= 0``; ``C``: ``(T, B, n_chunks, N)``; ``h0``:
-    ``(B, D, N)`` or ``None``. Returns ``y`` ``(T, B, n_chunks, D)`` and the state after the last position.
+    Chunk-major layout, so that every per-step slice is contiguous: ``delta``, ``du`` (= delta * u):
+    ``(T, B, n_chunks, D)`` (position ``t`` of every chunk in row ``t``); ``A``: ``(D, N)`` (<= 0); ``B``, ``C``:
+    ``(T, B, n_chunks, N)``; ``h0``: ``(B, D, N)`` or ``None``. Returns ``y`` ``(T, B, n_chunks, D)`` and the
+    state after the last position.
+
+    The per-step decays and inputs ``(B, n_chunks, D, N)`` are formed inside the loop, one step at a time, never
+    as ``(L, D, N)`` tensors: at long lengths the memory traffic of those, not the number of sequential steps,
+    is what costs (twice as slow at L = 4,096 when they were materialised).
     """
     # (unbind, not indexing in the loops: each indexed slice's backward would write a zero tensor of the full
     # size, which makes a loop quadratic.)
-    decay, inputs, readout = torch.exp(log_a).unbind(0), bx.unbind(0), C.unsqueeze(-1).unbind(0)
+    decays = [torch.exp(d.unsqueeze(-1) * A) for d in delta.unbind(0)]
+    inputs = [x.unsqueeze(-1) * b for x, b in zip(du.unbind(0), B.unsqueeze(-2).unbind(0), strict=True)]
 
     # 1. each chunk's own final state, from a zero state, all chunks side by side: T steps
     h = inputs[0]
-    for t in range(1, len(decay)):
-        h = decay[t] * h + inputs[t]
-    # decay across a whole chunk, from the sum of its log decays: the exponent is <= 0, nothing overflows
-    chunk_decay = torch.exp(log_a.sum(0))
+    for t in range(1, len(decays)):
+        h = decays[t] * h + inputs[t]
+    # decay across a whole chunk, from the sum of its deltas: the exponent is <= 0, nothing overflows
+    chunk_decay = torch.exp(delta.sum(0).unsqueeze(-1) * A)
 
     # 2. the true state entering each chunk, carried across chunk boundaries: n_chunks steps
     state = torch.zeros_like(h[:, 0]) if h0 is None else h0
@@ -172,7 +178,7 @@ def _chunked_scan_core(log_a: torch.Tensor, bx: torch.Tensor, C: torch.Tensor,
 
     # 3. run every chunk again from its true incoming state, reading out y at each step: T steps
     ys = []
-    for a_t, bx_t, c_t in zip(decay, inputs, readout, strict=True):
+    for a_t, bx_t, c_t in zip(decays, inputs, C.unsqueeze(-1).unbind(0), strict=True):
         h = a_t * h + bx_t
         ys.append((h @ c_t).squeeze(-1))
     return torch.stack(ys, dim=0), state
@@ -201,11 +207,9 @@ def _selective_scan_time_major(u: torch.Tensor, delta: torch.Tensor, A: torch.Te
         t = F.pad(t, (0, 0, 0, pad)) if pad else t
         return t.reshape(-1, n_chunks, chunk, t.shape[-1]).permute(2, 0, 1, 3).contiguous()
 
-    delta_c, u_c, B_c, C_c = (chunk_major(t) for t in (delta, u, B, C))
-    log_a = delta_c.unsqueeze(-1) * A  # (T, B, n_chunks, D, N), <= 0
-    bx = (delta_c * u_c).unsqueeze(-1) * B_c.unsqueeze(-2)
+    delta_c, du_c, B_c, C_c = (chunk_major(t) for t in (delta, delta * u, B, C))
     h0 = None if initial_state is None else initial_state.to(dtype)
-    y, last = _chunked_scan_core(log_a, bx, C_c, h0)
+    y, last = _chunked_scan_core(delta_c, A, du_c, B_c, C_c, h0)
     y = y.permute(1, 2, 0, 3).reshape(-1, n_chunks * chunk, y.shape[-1])[:, :length]
     if D is not None:
         y = y + u * D.to(dtype)

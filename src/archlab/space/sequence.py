@@ -1,0 +1,137 @@
+"""The ``sequence`` space: sequence models whose token mixer is chosen layer by layer.
+
+Each layer of a :class:`archlab.zoo.models.sequence.SequenceModel` picks its own causal sequence mixer (by
+default every one registered in :mod:`archlab.zoo`: attention, GLA, Mamba, SSD, LMU, S4D, ... at the time the
+space is made), so mixing them gives hybrids (Jamba-style attention + SSM stacks) with no extra declaration. The
+depth is a searchable repeat; the width and the MLP ratio are shared by all layers.
+
+A mixer with a state size gets a conditional decision inside its branch of the per-layer choice, so an arch
+carries only the decisions its mixers use: ``d_state`` for mixers whose factory takes one (Mamba's SSM state,
+SSD's per-head state, S4D's ``N``), ``memory_size`` for the LMU's Legendre order. A layer's genotype reads
+``{"option": "mamba", "d_state": 16}`` or ``{"option": "gla"}``.
+
+Inputs: token ids with ``input_shape=(L,)`` and ``vocab_size`` set, or float series ``input_shape=(C, L)``.
+``task="classify"`` builds ``sequence_classifier`` (``num_classes`` logits from the last position);
+``task="lm"`` builds ``sequence_lm`` (per-token logits over ``vocab_size``; ``num_classes`` is not used).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from archlab.errors import SpaceError
+from archlab.space._nodes import Constant, Node, choice, integer, repeat
+from archlab.space._predefined import register_space
+from archlab.space._space import Space
+
+__all__ = ["DEFAULT_D_STATES", "DEFAULT_ORDERS", "DEFAULT_WIDTHS", "TASKS", "sequence_space", "state_kwarg"]
+
+DEFAULT_WIDTHS = (32, 48, 64, 96, 128)
+DEFAULT_D_STATES = (8, 16, 32)
+DEFAULT_ORDERS = (16, 32, 64)
+TASKS = ("classify", "lm")
+# factory keyword -> which default choices it takes; the first one a factory names is its state size
+_STATE_KWARGS = {"d_state": "d_states", "memory_size": "orders", "order": "orders"}
+
+
+def state_kwarg(mixer: str) -> str | None:
+    """The keyword that sets ``mixer``'s state size (``d_state``, ``memory_size``, ``order``), or ``None``.
+
+    Only keywords the factory names explicitly count: ``**kwargs`` passed on to a module is not a promise.
+    """
+    from archlab import zoo
+
+    params = inspect.signature(zoo.get_mixer_spec(mixer).factory).parameters
+    return next((k for k in _STATE_KWARGS if k in params), None)
+
+
+def _positive_ints(what: str, values: Sequence[int]) -> list[int]:
+    values = list(values)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise SpaceError(f"the sequence space: {what} must be a non-empty list of positive ints, got {values!r}")
+    return values
+
+
+@register_space("sequence")
+def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Sequence[str] | None = None,
+                   widths: Sequence[int] = DEFAULT_WIDTHS, max_depth: int = 4, vocab_size: int | None = None,
+                   task: str = "classify", d_states: Sequence[int] = DEFAULT_D_STATES,
+                   orders: Sequence[int] = DEFAULT_ORDERS, state_sizes: Mapping[str, Sequence[int]] | None = None,
+                   mlp_ratios: Sequence[float] = (0, 2, 4), norm: str = "layernorm",
+                   mixer_kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> Space:
+    """The sequence space for inputs of ``input_shape`` (``(L,)`` token ids or ``(C, L)`` series).
+
+    ``d_states`` are the choices of ``d_state`` for every mixer that has one, ``orders`` those of the LMU's
+    memory size; ``state_sizes`` overrides them per mixer name (an empty list fixes the mixer's default).
+    ``mixer_kwargs`` gives fixed keywords per mixer name (e.g. ``{"gla": {"mode": "recurrent"}}``).
+    """
+    from archlab import zoo
+
+    shape = tuple(input_shape)
+    if task not in TASKS:
+        raise SpaceError(f"the sequence space: task must be one of {TASKS}, got {task!r}")
+    if len(shape) == 1:
+        if vocab_size is None:
+            raise SpaceError(f"the sequence space: input shape {shape} is token ids (L,) and needs vocab_size")
+        in_chans, seq_len = None, shape[0]
+    elif len(shape) == 2:
+        if vocab_size is not None:
+            raise SpaceError(f"the sequence space: input shape {shape} is a float series (C, L); vocab_size is "
+                             "for token ids (L,)")
+        in_chans, seq_len = shape
+    else:
+        raise SpaceError(f"the sequence space takes token ids (L,) or series (C, L), got input shape {shape}")
+    if task == "lm" and vocab_size is None:
+        raise SpaceError("the sequence space: task 'lm' predicts tokens and needs input_shape (L,) and vocab_size")
+    if not isinstance(max_depth, int) or max_depth < 1:
+        raise SpaceError(f"the sequence space: max_depth must be a positive int, got {max_depth!r}")
+    widths = _positive_ints("widths", widths)
+    defaults = {"d_states": _positive_ints("d_states", d_states), "orders": _positive_ints("orders", orders)}
+    if not mlp_ratios or any(r < 0 for r in mlp_ratios):
+        raise SpaceError(f"the sequence space: mlp_ratios must be a non-empty list of ratios >= 0, got {mlp_ratios}")
+    state_sizes = dict(state_sizes or {})
+    mixer_kwargs = {k: dict(v) for k, v in (mixer_kwargs or {}).items()}
+
+    names = list(mixers) if mixers is not None else zoo.list_mixers(layout="sequence", causal=True)
+    if not names:
+        raise SpaceError("the sequence space needs at least one mixer")
+    for m in names:
+        spec = zoo.get_mixer_spec(m)
+        if spec.layout != "sequence" or (task == "lm" and not spec.causal):
+            raise SpaceError(f"the sequence space: mixer {m!r} is not a causal sequence mixer "
+                             f"(layout {spec.layout!r}, causal={spec.causal})")
+    for m in list(state_sizes) + list(mixer_kwargs):
+        if m not in names:
+            raise SpaceError(f"the sequence space: settings given for mixer {m!r}, which is not among {names}")
+
+    branches: dict[str, Node | dict[str, Any]] = {}
+    for m in names:
+        key = state_kwarg(m)
+        values = list(state_sizes[m]) if m in state_sizes else (defaults[_STATE_KWARGS[key]] if key else [])
+        if values and key is None:
+            raise SpaceError(f"the sequence space: mixer {m!r} has no state size (d_state, memory_size or order)")
+        # A Constant keeps the choice a branch (genotype {"option": name}) for mixers with no decision.
+        branches[m] = {key: choice(_positive_ints(f"state sizes of {m!r}", values))} if values else Constant(None)
+
+    model = "sequence_lm" if task == "lm" else "sequence_classifier"
+
+    def build(arch: Mapping[str, Any]):
+        layers = []
+        for layer in arch["layers"]:
+            chosen = {k: v for k, v in layer.items() if k not in ("option", "value")}
+            layers.append({"mixer": layer["option"], **mixer_kwargs.get(layer["option"], {}), **chosen})
+        kw: dict[str, Any] = dict(layers=layers, dim=arch["width"], mlp_ratio=arch["mlp_ratio"], norm=norm,
+                                  seq_len=seq_len)
+        if task == "lm":
+            return zoo.create_model(model, vocab_size=vocab_size, **kw)
+        return zoo.create_model(model, num_classes=num_classes, vocab_size=vocab_size, in_chans=in_chans, **kw)
+
+    return Space(
+        build,
+        name="sequence",
+        layers=repeat(choice(branches), count=integer(1, max_depth)),
+        width=choice(widths),
+        mlp_ratio=choice(list(mlp_ratios)),
+    )
