@@ -336,8 +336,10 @@ class _Run:
                 spent = max(time.perf_counter() - started, search_elapsed)  # this session, or all sessions
                 reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
                 seconds = max(5.0, cfg.budget_s - spent - reserve)
+            # the final training runs many more epochs than a trial, on all the data: on data whose labels survive a
+            # mirror image, random flips keep the winner from overfitting in those epochs
             final_cfg = replace(self.trial_config, epochs=cfg.final_epochs, max_seconds=seconds,
-                                time_limit_s=None, patience=None)
+                                time_limit_s=None, patience=None, augment_flip=self.data.flip_invariant)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
             full = Evaluator(self.space, self.data, final_cfg, Constraints(), None)
