@@ -30,8 +30,9 @@ count matches a given :class:`MuConfig`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -362,20 +363,30 @@ class Mu(nn.Module):
         out, mask = self.encode(input_ids)
         cross = self.cross_cache(out, mask)
         seq = input_ids.new_full((input_ids.shape[0], 1), bos)
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        cache = None
-        for _ in range(max_new_tokens):
+
+        def next_logits(seq: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
             if use_cache:
-                logits, cache = self.decode(seq[:, -1:], cross, cache)
-            else:
-                logits = self.decode(seq, cross)[0]
-            nxt = logits[:, -1].argmax(-1)
-            finished |= nxt == eos
-            nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            if finished.all():
-                break
-        return seq
+                return self.decode(seq[:, -1:], cross, cache)
+            return self.decode(seq, cross)[0], None
+
+        return _greedy(seq, next_logits, max_new_tokens, eos)
+
+
+def _greedy(seq: torch.Tensor, next_logits: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]],
+            max_new_tokens: int, eos: int) -> torch.Tensor:
+    """Append up to ``max_new_tokens`` argmax tokens to ``seq``; ``next_logits(seq, cache) -> (logits, cache)``.
+    A sequence that emitted EOS continues with EOS; decoding stops once all have."""
+    finished = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
+    cache = None
+    for _ in range(max_new_tokens):
+        logits, cache = next_logits(seq, cache)
+        nxt = logits[:, -1].argmax(-1)
+        finished |= nxt == eos
+        nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        if finished.all():
+            break
+    return seq
 
 
 class DecoderLM(nn.Module):
@@ -414,20 +425,13 @@ class DecoderLM(nn.Module):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 64, use_cache: bool = True) -> torch.Tensor:
         """Greedy continuation of ``input_ids`` (prompt + up to ``max_new_tokens``, EOS-filled as in :class:`Mu`)."""
         eos = self.config.eos_token_id
-        seq, cache = input_ids, None
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
+
+        def next_logits(seq: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
             if use_cache:
-                logits, cache = self(seq if cache is None else seq[:, -1:], cache, return_cache=True)
-            else:
-                logits = self(seq)
-            nxt = logits[:, -1].argmax(-1)
-            finished |= nxt == eos
-            nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            if finished.all():
-                break
-        return seq
+                return self(seq if cache is None else seq[:, -1:], cache, return_cache=True)
+            return self(seq), None
+
+        return _greedy(input_ids, next_logits, max_new_tokens, eos)
 
 
 # --- parameter matching ----------------------------------------------------------------------------------
