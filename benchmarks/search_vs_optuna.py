@@ -24,8 +24,7 @@ import torch
 
 from archlab.data import load_dataset
 from archlab.search import DEFAULT_STRATEGY
-from archlab.study import Evaluator, SearchConfig, parse_duration, run_search
-from archlab.study._runner import make_space
+from archlab.study import Evaluator, SearchConfig, make_space, parse_duration, run_search
 
 
 def run_archlab(cfg: SearchConfig) -> dict:

@@ -107,6 +107,8 @@ def search(
     no_median_stopping: Annotated[bool, typer.Option(
         "--no-median-stopping", help="train every trial to its full fidelity instead of stopping those whose "
         "learning curve falls below the median of earlier trials' curves")] = False,
+    workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
+                                             "share of the cores (small nets use a second thread poorly)")] = 1,
     no_proxy_warmup: Annotated[bool, typer.Option(
         "--no-proxy-warmup", help="rea: start from plain random samples instead of the best of 10 by zero-cost "
                                   "proxies (NASWOT + SNIP)")] = False,
@@ -127,7 +129,7 @@ def search(
                 trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
                 train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
                 max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup,
-                median_stopping=not no_median_stopping)
+                median_stopping=not no_median_stopping, workers=workers)
         progress = _SearchProgress(enabled=not as_json and err.is_terminal)
         try:
             summary = run_search(cfg, resume if resume is not None else out, resume=resume is not None,
@@ -177,8 +179,7 @@ def export(
     """Export the best model of a run to ONNX and check it against PyTorch with ONNX Runtime."""
     from archlab.data import load_dataset
     from archlab.export import OnnxMismatch, check_onnx, export_onnx, load_weights
-    from archlab.study import SearchConfig, load_run
-    from archlab.study._runner import make_space
+    from archlab.study import SearchConfig, load_run, make_space
 
     try:
         run = load_run(run_dir)
@@ -220,28 +221,10 @@ def report(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """(Re)write RUN/report.html from the ledger, also for a run that is still going or was interrupted."""
-    from archlab.study import Ledger, SearchConfig, load_run, write_run_report
-    from archlab.study._runner import SUMMARY_FILE, _counts, _trial_summary
+    from archlab.study import rewrite_report
 
     try:
-        run = load_run(run_dir)
-        cfg = SearchConfig.from_dict(run["config"])
-        ledger = Ledger(run["storage"], cfg.objectives, create=False)
-        summary_file = run_dir / SUMMARY_FILE
-        if summary_file.is_file():
-            try:
-                summary = json.loads(summary_file.read_text())
-            except json.JSONDecodeError:
-                raise UserError(f"{summary_file} is corrupt") from None
-        else:
-            from archlab.search import pareto_front
-
-            rows = {t["number"]: t for t in ledger.trials()}
-            front = pareto_front(ledger.records(), cfg.objectives)
-            summary = {"run": {**cfg.to_dict(), "storage": run["storage"], "out": str(run_dir)},
-                       "trials": _counts(ledger.trials()), "best": None,
-                       "pareto": [_trial_summary(rows[r.number]) for r in front], "elapsed_s": None}
-        path = write_run_report(run_dir, summary, ledger)
+        path = rewrite_report(run_dir)
     except UserError as e:
         _fail(str(e))
     if as_json:

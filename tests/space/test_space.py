@@ -57,6 +57,16 @@ def test_arch_json_round_trip_is_exact_and_hashable():
     assert len({Arch({"x": 1}), Arch({"x": 1.0}), Arch({"x": True})}) == 3
 
 
+def test_arch_survives_pickling_as_an_equal_arch():
+    # archs travel to worker processes by pickle
+    import pickle
+
+    for seed in range(10):
+        a = make_space().sample(seed)
+        b = pickle.loads(pickle.dumps(a))
+        assert a == b and hash(a) == hash(b) and b.key == a.key and isinstance(b.tree, type(a.tree))
+
+
 def test_arch_is_immutable():
     a = make_space().sample(0)
     with pytest.raises(TypeError):

@@ -17,8 +17,7 @@ import torch
 from archlab.data import load_dataset
 from archlab.export import check_onnx, load_weights
 from archlab.space import Arch
-from archlab.study import SearchConfig, run_search
-from archlab.study._runner import make_space
+from archlab.study import SearchConfig, make_space, run_search
 from archlab.train import evaluate
 
 FAST = dict(data="digits", mixers=("pooling", "mlp"), epochs=2, budget_s=None, final_epochs=1,

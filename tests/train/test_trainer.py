@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from archlab.data import load_dataset
-from archlab.train import TrainConfig, TrialFailed, evaluate, train_model
+from archlab.train import TrainConfig, TrialFailed, evaluate, make_adamw, train_model
 from archlab.train._trainer import _lr_at, _shift
 
 
@@ -93,3 +93,29 @@ def test_shift_augmentation_translates_without_wrapping():
     assert set(rows.tolist()) <= {1, 2, 3} and set(cols.tolist()) <= {1, 2, 3}
     assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == 9  # every offset is drawn
     assert math.isclose(_lr_at(2.0, 0.05), 2.0)
+
+
+def test_adamw_is_fused_for_real_parameters_and_matches_the_plain_loop():
+    torch.manual_seed(0)
+    a, b = nn.Linear(6, 3), nn.Linear(6, 3)
+    b.load_state_dict(a.state_dict())
+    fused = make_adamw(a.parameters(), lr=1e-2, weight_decay=0.05)
+    plain = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.05)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(16, 6)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_falls_back_to_the_plain_loop_for_complex_parameters():
+    p = nn.Parameter(torch.randn(4, dtype=torch.complex64))
+    opt = make_adamw([p], lr=1e-2)
+    assert not opt.defaults.get("fused")
+    p.grad = torch.ones_like(p)
+    opt.step()  # the fused kernel would refuse a complex tensor
+    assert torch.isfinite(torch.view_as_real(p)).all()

@@ -63,10 +63,16 @@ class OptunaStrategy(Strategy):
             self.study.sampler = self.make_sampler(seed)
             trial = self.study.ask()
             arch = self.space.suggest(trial)
-            if arch not in by_arch:
+            if arch in by_arch:
+                self._record_duplicate(trial, by_arch[arch])
+            elif arch in self.seen:  # being trained by a parallel worker: no values to copy yet
+                self.duplicates += 1
+                trial.set_user_attr("duplicate_of", "running")
+                trial.set_user_attr("reason", "duplicate of a trial still running")
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
                 self._pending[arch] = trial
                 return arch
-            self._record_duplicate(trial, by_arch[arch])
         rng = random.Random(f"{self.name}:{self.seed}:{len(self.history)}:fallback")
         return self._unseen(rng) or self.space.sample(rng)  # the sampler keeps repeating itself
 

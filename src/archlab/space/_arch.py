@@ -51,6 +51,9 @@ class FrozenDict(Mapping):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("FrozenDict is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling (archs sent to worker processes)
+        return (FrozenDict, (self._data,))
+
     def __repr__(self) -> str:
         return f"FrozenDict({self._data!r})"
 
@@ -125,6 +128,9 @@ class Arch(Mapping):
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Arch is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling (archs sent to worker processes)
+        return (Arch, (self.to_dict(),))
 
     def __repr__(self) -> str:
         return f"Arch({self.to_json()})"

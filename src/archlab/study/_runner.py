@@ -20,6 +20,8 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 
 import torch
 
-from archlab._io import atomic_write_text
+from archlab._io import atomic_write_bytes, atomic_write_text
 from archlab.data import Dataset, load_dataset
 from archlab.errors import UserError
 from archlab.proxies import ProxyScorer
@@ -44,12 +46,14 @@ from archlab.search import (
 from archlab.space import Arch, Space, create_space
 from archlab.study._evaluator import Constraints, EvalResult, Evaluator
 from archlab.study._ledger import Ledger
+from archlab.study._pool import TrialPool
 from archlab.train import TrainConfig
 
-__all__ = ["SearchConfig", "load_run", "run_search", "write_json"]
+__all__ = ["SearchConfig", "load_run", "make_space", "rewrite_report", "run_search", "write_json"]
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+FINAL_LABEL_SMOOTHING = 0.1
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class SearchConfig:
     export_onnx: bool = True
     proxy_warmup: bool = True  # evolution's first population picked by zero-cost proxies (accuracy-only runs)
     median_stopping: bool = True  # stop a trial whose curve falls below the median of earlier trials' curves
+    workers: int = 1  # trials trained side by side, each in its own process with its share of the cores
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
@@ -90,6 +95,8 @@ class SearchConfig:
             raise UserError("give a time budget, a number of trials, or both")
         if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
             raise UserError(f"budget must be a positive duration, got {self.budget_s}")
+        if self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}")
         if self.n_trials is not None and self.n_trials < 1:
             raise UserError(f"--trials must be >= 1, got {self.n_trials}")
         if self.epochs < 1:
@@ -231,50 +238,95 @@ class _Run:
         strategy.rebuild(records)
         done_before = max((t.get("search_elapsed_s", 0.0) for t in ledger.trials()), default=0.0)
         t0 = time.perf_counter() - done_before
-        size = self.space.size()
+        self._size = self.space.size()
         self.progress({"event": "start", "resumed": bool(records) or recovered > 0, "trials": len(records),
                        "budget_s": cfg.search_budget_s, "n_trials": cfg.n_trials})
         best = self._best(records)
         stopper = self._median_stopping()
-        while True:
-            elapsed = time.perf_counter() - t0
-            n = len(strategy.history)
-            if cfg.n_trials is not None and n >= cfg.n_trials:
-                break
-            if cfg.search_budget_s is not None and elapsed >= cfg.search_budget_s:
-                break
-            if n >= size:
-                break
-            arch = strategy.ask()
-            if arch in strategy.seen:  # the space is exhausted
-                break
-            trial = ledger.start(self.space, arch, strategy)
-            trial_cfg = self.trial_config
-            if cfg.search_budget_s is not None and trial_cfg.max_seconds is not None:
-                remaining = max(1.0, cfg.search_budget_s - elapsed)
-                trial_cfg = replace(trial_cfg, max_seconds=min(trial_cfg.max_seconds, remaining))
-            self.progress({"event": "trial_start", "number": trial.number, "arch": arch.to_dict()})
-            result = self.evaluator(arch, trial_cfg, keep_model=True,
-                                    on_epoch=stopper.monitor() if stopper is not None else None)
-            if stopper is not None and result.state == "complete":
-                stopper.add(result.curve, result.metrics.get("stopped"))
-            search_elapsed = time.perf_counter() - t0
-            ledger.finish(trial, result.state, result.metrics, reason=result.reason, curve=result.curve,
-                          extra={"search_elapsed_s": search_elapsed})
-            record = TrialRecord(number=trial.number, arch=arch, state=result.state,
-                                 metrics={k: v for k, v in result.metrics.items() if not k.startswith("test_")},
-                                 reason=result.reason)
-            strategy.tell(record)
-            if result.state == "complete" and (best is None or _rank(record) > _rank(best)):
-                best = record
-                self._save_checkpoint(arch, result)
-            self.progress({"event": "trial", "number": trial.number, "state": result.state,
-                           "val_accuracy": result.metrics.get("val_accuracy"), "reason": result.reason,
-                           "best_val_accuracy": best.metrics["val_accuracy"] if best else None,
-                           "best_number": best.number if best else None, "elapsed_s": search_elapsed,
-                           "budget_s": cfg.search_budget_s, "done": len(strategy.history),
-                           "n_trials": cfg.n_trials})
+        pool = TrialPool(cfg.to_dict(), cfg.workers) if cfg.workers > 1 else None
+        in_flight: dict[Future, tuple[Any, Arch]] = {}
+        exhausted, restarts = False, 0
+        try:
+            while True:
+                # start trials while a worker is free (one at a time, in this process, without a pool)
+                while not exhausted and len(in_flight) < cfg.workers and self._may_start(t0, len(in_flight)):
+                    arch = strategy.ask()
+                    if arch in strategy.seen:  # the space is exhausted (or what is left of it is being trained)
+                        exhausted = True
+                        break
+                    trial = ledger.start(self.space, arch, strategy)
+                    trial_cfg = self.trial_config
+                    if cfg.search_budget_s is not None and trial_cfg.max_seconds is not None:
+                        remaining = max(1.0, cfg.search_budget_s - (time.perf_counter() - t0))
+                        trial_cfg = replace(trial_cfg, max_seconds=min(trial_cfg.max_seconds, remaining))
+                    self.progress({"event": "trial_start", "number": trial.number, "arch": arch.to_dict()})
+                    if pool is None:
+                        result = self.evaluator(arch, trial_cfg, keep_model=True,
+                                                on_epoch=stopper.monitor() if stopper is not None else None)
+                        best = self._finish(trial, arch, result, None, stopper, best, t0)
+                    else:
+                        strategy.seen.add(arch)  # never proposed again while it trains
+                        in_flight[pool.submit(arch, trial_cfg, stopper)] = (trial, arch)
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    trial, arch = in_flight.pop(future)
+                    try:
+                        result, weights = future.result()
+                    except BrokenProcessPool as e:  # a worker was killed (out of memory, signal)
+                        broken = True
+                        result, weights = EvalResult("failed", reason=f"worker process died ({e})"), None
+                    best = self._finish(trial, arch, result, weights, stopper, best, t0)
+                if broken and pool is not None:
+                    for future, (trial, arch) in list(in_flight.items()):  # the pool took them all down
+                        in_flight.pop(future)
+                        result = EvalResult("failed", reason="worker process died (pool restarted)")
+                        best = self._finish(trial, arch, result, None, stopper, best, t0)
+                    restarts += 1
+                    if restarts > 3:
+                        raise RuntimeError("the search's worker processes keep dying; the trials so far are in the "
+                                           "ledger (continue with --resume, perhaps with fewer --workers)")
+                    pool.restart()
+                elif done:
+                    restarts = 0
+        finally:
+            if pool is not None:
+                pool.close()
         return time.perf_counter() - t0
+
+    def _may_start(self, t0: float, in_flight: int) -> bool:
+        cfg = self.cfg
+        n = len(self.strategy.history) + in_flight
+        if cfg.n_trials is not None and n >= cfg.n_trials:
+            return False
+        if cfg.search_budget_s is not None and time.perf_counter() - t0 >= cfg.search_budget_s:
+            return False
+        return n < self._size
+
+    def _finish(self, trial: Any, arch: Arch, result: EvalResult, weights: bytes | None,
+                stopper: MedianStopping | None, best: TrialRecord | None, t0: float) -> TrialRecord | None:
+        """Record a finished trial in the ledger and the strategy; returns the best record so far."""
+        if stopper is not None and result.state == "complete":
+            stopper.add(result.curve, result.metrics.get("stopped"))
+        search_elapsed = time.perf_counter() - t0
+        self.ledger.finish(trial, result.state, result.metrics, reason=result.reason, curve=result.curve,
+                           extra={"search_elapsed_s": search_elapsed})
+        record = TrialRecord(number=trial.number, arch=arch, state=result.state,
+                             metrics={k: v for k, v in result.metrics.items() if not k.startswith("test_")},
+                             reason=result.reason)
+        self.strategy.tell(record)
+        if result.state == "complete" and (best is None or _rank(record) > _rank(best)):
+            best = record
+            self._save_checkpoint(arch, result, weights)
+        self.progress({"event": "trial", "number": trial.number, "state": result.state,
+                       "val_accuracy": result.metrics.get("val_accuracy"), "reason": result.reason,
+                       "best_val_accuracy": best.metrics["val_accuracy"] if best else None,
+                       "best_number": best.number if best else None, "elapsed_s": search_elapsed,
+                       "budget_s": self.cfg.search_budget_s, "done": len(self.strategy.history),
+                       "n_trials": self.cfg.n_trials})
+        return best
 
     def _median_stopping(self) -> MedianStopping | None:
         """The median-stopping rule, rebuilt from the ledger's finished trials (in trial order)."""
@@ -292,11 +344,17 @@ class _Run:
         done = [r for r in records if r.ok]
         return max(done, key=_rank) if done else None
 
-    def _save_checkpoint(self, arch: Arch, result: EvalResult) -> None:
+    def _save_checkpoint(self, arch: Arch, result: EvalResult, weights: bytes | None = None) -> None:
+        """The best trial's weights (the model, or a worker's safetensors bytes), for the final training."""
         from archlab.export import save_weights
 
         ckpt = self.out / "checkpoints"
-        save_weights(result.model, ckpt / "search_best.safetensors")
+        if weights is not None:
+            atomic_write_bytes(ckpt / "search_best.safetensors", weights)
+        elif result.model is not None:
+            save_weights(result.model, ckpt / "search_best.safetensors")
+        else:
+            return
         write_json(ckpt / "search_best.json", {"arch": arch.to_dict(), "metrics": _jsonable(result.metrics)})
 
     # -- phase 2: final training, export
@@ -336,10 +394,12 @@ class _Run:
                 spent = max(time.perf_counter() - started, search_elapsed)  # this session, or all sessions
                 reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
                 seconds = max(5.0, cfg.budget_s - spent - reserve)
-            # the final training runs many more epochs than a trial, on all the data: on data whose labels survive a
-            # mirror image, random flips keep the winner from overfitting in those epochs
+            # the final training runs many more epochs than a trial, on all the data, so it is regularised against
+            # overfitting in those epochs: label smoothing (0.1, Szegedy et al. 2016), and, on data whose labels
+            # survive a mirror image, random flips
             final_cfg = replace(self.trial_config, epochs=cfg.final_epochs, max_seconds=seconds,
-                                time_limit_s=None, patience=None, augment_flip=self.data.flip_invariant)
+                                time_limit_s=None, patience=None, augment_flip=self.data.flip_invariant,
+                                label_smoothing=FINAL_LABEL_SMOOTHING)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
             full = Evaluator(self.space, self.data, final_cfg, Constraints(), None)
@@ -474,6 +534,28 @@ def make_space(cfg: SearchConfig, input_shape: tuple[int, ...], num_classes: int
     if vocab_size is not None:
         kwargs["vocab_size"] = vocab_size
     return create_space(cfg.space, input_shape=input_shape, num_classes=num_classes, **kwargs)
+
+
+def rewrite_report(run_dir: str | os.PathLike) -> Path:
+    """(Re)write ``run_dir/report.html`` from the ledger: for a finished run from its summary, for a run that is
+    still going or was interrupted from the trials recorded so far."""
+    out = Path(run_dir)
+    run = load_run(out)
+    cfg = SearchConfig.from_dict(run["config"])
+    ledger = Ledger(run["storage"], cfg.objectives, create=False)
+    summary_file = out / SUMMARY_FILE
+    if summary_file.is_file():
+        try:
+            summary = json.loads(summary_file.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{summary_file} is corrupt") from None
+    else:
+        rows = {t["number"]: t for t in ledger.trials()}
+        front = pareto_front(ledger.records(), cfg.objectives)
+        summary = {"run": {**cfg.to_dict(), "storage": run["storage"], "out": str(out)},
+                   "trials": _counts(ledger.trials()), "best": None,
+                   "pareto": [_trial_summary(rows[r.number]) for r in front], "elapsed_s": None}
+    return write_run_report(out, summary, ledger)
 
 
 def write_run_report(out: Path, summary: dict[str, Any], ledger: Ledger) -> Path:

@@ -5,8 +5,9 @@ from archlab.train._trainer import (
     TrainResult,
     TrialFailed,
     evaluate,
+    make_adamw,
     seed_everything,
     train_model,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "seed_everything", "train_model"]
+__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "make_adamw", "seed_everything", "train_model"]

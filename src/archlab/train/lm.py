@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train._trainer import TrialFailed, _lr_at, seed_everything
+from archlab.train._trainer import TrialFailed, _lr_at, make_adamw, seed_everything
 
 __all__ = ["LMResult", "decode_tokens_per_s", "evaluate_bpc", "evaluate_lm_loss", "train_lm"]
 
@@ -129,8 +129,7 @@ def train_lm(model: nn.Module, corpus_train_ids: torch.Tensor, corpus_val_ids: t
     offsets = torch.arange(block_size + 1)
     n_starts = len(train_ids) - block_size
     log_every = log_every or (max(1, steps // 50) if steps else 10)
-    opt = torch.optim.AdamW(model.parameters(), lr=_lr_at(lr, 0.0, warmup), weight_decay=weight_decay,
-                            betas=(0.9, 0.95))
+    opt = make_adamw(model.parameters(), lr=_lr_at(lr, 0.0, warmup), weight_decay=weight_decay, betas=(0.9, 0.95))
     model.train()
     curve: list[dict[str, float]] = []
     step, elapsed = 0, 0.0

@@ -1,0 +1,82 @@
+"""Trials in parallel on one machine: a pool of evaluator processes, each with its share of the cores.
+
+The small nets a search trains on a CPU use a second thread poorly (a training step of a 300k-parameter
+MetaFormer at batch 128 is about 1.3x faster on two threads than on one), so two one-thread trials side by side
+evaluate about 1.5x more archs per minute than one two-thread trial. Each worker is a separate process started
+with ``spawn`` (forking a process whose OpenMP threads have run can hang the child); it loads the run's dataset
+and space once and then trains archs sent to it, returning the result and the trained weights (as safetensors
+bytes). The runner keeps the ledger, the strategy and the median-stopping rule in its own process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import torch
+
+from archlab.search import MedianStopping
+from archlab.space import Arch
+from archlab.study._evaluator import EvalResult, Evaluator
+from archlab.train import TrainConfig
+
+__all__ = ["TrialPool", "threads_per_worker"]
+
+_EVALUATOR: Evaluator | None = None
+
+
+def threads_per_worker(workers: int) -> int:
+    """The cores of this machine shared out between ``workers`` processes (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def _init_worker(config: dict[str, Any], threads: int) -> None:
+    global _EVALUATOR
+    from archlab.data import load_dataset
+    from archlab.study._runner import SearchConfig, make_space
+
+    torch.set_num_threads(threads)
+    cfg = SearchConfig.from_dict(config)
+    data = load_dataset(cfg.data, seed=cfg.seed)
+    space = make_space(cfg, data.input_shape, data.num_classes, data.vocab_size)
+    _EVALUATOR = Evaluator(space, data, cfg.trial_config(), cfg.constraints, cfg.search_subset())
+
+
+def _evaluate(arch: Arch, config: TrainConfig, stopper: MedianStopping | None) -> tuple[EvalResult, bytes | None]:
+    from safetensors.torch import save
+
+    assert _EVALUATOR is not None, "worker not initialised"
+    result = _EVALUATOR(arch, config, keep_model=True, on_epoch=stopper.monitor() if stopper is not None else None)
+    weights = None
+    if result.model is not None:
+        weights = save({k: v.detach().contiguous().clone() for k, v in result.model.state_dict().items()})
+        result.model = None
+    return result, weights
+
+
+class TrialPool:
+    """``workers`` processes evaluating archs of the run described by ``config`` (a resolved ``SearchConfig``
+    as a dict)."""
+
+    def __init__(self, config: dict[str, Any], workers: int) -> None:
+        self.workers = workers
+        self._args = (config, threads_per_worker(workers))
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=self._args)
+
+    def submit(self, arch: Arch, config: TrainConfig,
+               stopper: MedianStopping | None) -> Future[tuple[EvalResult, bytes | None]]:
+        return self._executor.submit(_evaluate, arch, config, stopper)
+
+    def restart(self) -> None:
+        """A fresh set of processes after one died (its trial is recorded as failed by the caller)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._start()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
