@@ -56,6 +56,7 @@ def mismatched_folder(root: Path) -> Path:
         (lambda t: ["--strategy", "hill-climbing"], ["unknown strategy"]),
         (lambda t: ["--objectives", "accuracy,speed"], ["unknown objective 'speed'"]),
         (lambda t: ["--max-params", "-3"], ["max-params"]),
+        (lambda t: ["--workers", "0"], ["--workers must be >= 1"]),
     ],
 )
 def test_bad_search_input(tmp_path, make_args, needles):

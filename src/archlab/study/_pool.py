@@ -1,8 +1,9 @@
 """Trials in parallel on one machine: a pool of evaluator processes, each with its share of the cores.
 
 The small nets a search trains on a CPU use a second thread poorly (a training step of a 300k-parameter
-MetaFormer at batch 128 is about 1.3x faster on two threads than on one), so two one-thread trials side by side
-evaluate about 1.5x more archs per minute than one two-thread trial. Each worker is a separate process started
+MetaFormer at batch 128 is about 1.3x faster on two threads than on one), so trials side by side with fewer
+threads each can get more training done per minute; on a 2-core machine the measured end-to-end gain was only
+8 % (``benchmarks/parallel_trials.py``); machines with more cores are not measured yet. Each worker is a separate process started
 with ``spawn`` (forking a process whose OpenMP threads have run can hang the child); it loads the run's dataset
 and space once and then trains archs sent to it, returning the result and the trained weights (as safetensors
 bytes). The runner keeps the ledger, the strategy and the median-stopping rule in its own process.
