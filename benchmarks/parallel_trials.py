@@ -7,6 +7,7 @@ ones (with workers, proposals are made while other trials are still running), so
 accuracy, is the result.
 
     python benchmarks/parallel_trials.py --data fashion-mnist --trials 8 --epochs 2 --workers 1 2
+    python benchmarks/parallel_trials.py --data fashion-mnist --trials 6 --epochs 1 --same-archs
 """
 
 from __future__ import annotations
@@ -39,6 +40,40 @@ def run(data: str, trials: int, epochs: int, workers: int, seed: int) -> dict:
             "best_val": summary["best"]["val_accuracy"] if summary.get("best") else None}
 
 
+def run_fixed(data_name: str, trials: int, epochs: int, workers: int, seed: int) -> dict:
+    """The same ``trials`` archs (sampled with ``seed``) trained one at a time in this process, or by a pool of
+    ``workers`` processes: the pure throughput of the pool, with no difference in what is trained."""
+    import random
+
+    import torch
+
+    from archlab.data import load_dataset
+    from archlab.study import Evaluator, make_space
+    from archlab.study._pool import TrialPool
+
+    cfg = SearchConfig(data=data_name, strategy="random", n_trials=trials, epochs=epochs, budget_s=None,
+                       seed=seed, final_epochs=0, export_onnx=False, workers=workers, median_stopping=False)
+    data = load_dataset(data_name, seed=seed)
+    cfg = cfg.resolve(len(data.y_train))
+    space = make_space(cfg, data.input_shape, data.num_classes)
+    rng = random.Random(seed)
+    archs = [space.sample(rng) for _ in range(trials)]
+    t0 = time.perf_counter()
+    if workers == 1:
+        evaluator = Evaluator(space, data, cfg.trial_config(), cfg.constraints, cfg.search_subset())
+        torch.set_num_threads(os.cpu_count() or 1)
+        results = [evaluator(a) for a in archs]
+    else:
+        pool = TrialPool(cfg.to_dict(), workers)
+        results = [f.result()[0] for f in [pool.submit(a, cfg.trial_config(), None) for a in archs]]
+        pool.close()
+    wall = time.perf_counter() - t0
+    epochs_done = sum(r.metrics.get("epochs") or 0 for r in results)
+    return {"workers": workers, "wall_s": wall, "trials": len(results), "epochs": epochs_done,
+            "examples_per_s": epochs_done * cfg.train_subset / wall if cfg.train_subset else None,
+            "best_val": max(r.metrics.get("val_accuracy", 0.0) for r in results), "same_archs": True}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="fashion-mnist")
@@ -46,11 +81,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/parallel_trials.json"))
+    ap.add_argument("--same-archs", action="store_true",
+                    help="train the same sampled archs in every arm, outside the search loop (pure throughput)")
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.json is None:
+        args.json = Path("benchmarks/results") / ("parallel_trials_same_archs.json" if args.same_archs
+                                                  else "parallel_trials.json")
     rows = []
     for w in args.workers:
-        row = run(args.data, args.trials, args.epochs, w, args.seed)
+        row = (run_fixed if args.same_archs else run)(args.data, args.trials, args.epochs, w, args.seed)
         rows.append(row)
         print(json.dumps(row), flush=True)
     base = rows[0]["examples_per_s"]

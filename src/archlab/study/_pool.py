@@ -2,11 +2,11 @@
 
 The small nets a search trains on a CPU use a second thread poorly (a training step of a 300k-parameter
 MetaFormer at batch 128 is about 1.3x faster on two threads than on one), so trials side by side with fewer
-threads each can get more training done per minute; on a 2-core machine the measured end-to-end gain was only
-8 % (``benchmarks/parallel_trials.py``); machines with more cores are not measured yet. Each worker is a separate process started
-with ``spawn`` (forking a process whose OpenMP threads have run can hang the child); it loads the run's dataset
-and space once and then trains archs sent to it, returning the result and the trained weights (as safetensors
-bytes). The runner keeps the ledger, the strategy and the median-stopping rule in its own process.
+threads each might get more training done per minute. On a 2-core machine they do not (0.93x on the same archs,
+``benchmarks/parallel_trials.py``); machines with more cores are not measured yet. Each worker is a separate
+process started with ``spawn`` (forking a process whose OpenMP threads have run can hang the child); it loads the
+run's dataset and space once and then trains archs sent to it, returning the result and the trained weights
+(as safetensors bytes). The runner keeps the ledger, the strategy and the median-stopping rule in its own process.
 """
 
 from __future__ import annotations
