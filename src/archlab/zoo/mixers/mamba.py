@@ -51,6 +51,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer, register_model
+from archlab.zoo.layers.decoding import greedy_continue
 
 __all__ = [
     "Block",
@@ -549,13 +550,7 @@ class MambaLMHeadModel(nn.Module):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy decoding: the prompt in one call, then one :meth:`step` per new token."""
         logits, states = self(input_ids, return_state=True)
-        out = [input_ids]
-        token = logits[:, -1].argmax(-1)
-        for _ in range(max_new_tokens):
-            out.append(token[:, None])
-            logits_t, states = self.step(token, states)
-            token = logits_t.argmax(-1)
-        return torch.cat(out, dim=1)
+        return greedy_continue(input_ids, logits, states, self.step, max_new_tokens)
 
 
 def _lm(d_model: int, n_layer: int, vocab_size: int, pad_vocab_size_multiple: int, **kwargs) -> MambaLMHeadModel:

@@ -45,6 +45,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import create_mixer, register_model
+from archlab.zoo.layers.decoding import greedy_continue
 from archlab.zoo.mixers.causal_attention import KVCache
 
 __all__ = [
@@ -356,14 +357,7 @@ class BlockTransformer(nn.Module):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy decoding: the prompt (at least one block) in one call, then one :meth:`step` per new token."""
         logits, state = self(input_ids, return_state=True)
-        out = [input_ids]
-        token = logits[:, -1].argmax(-1)
-        for i in range(max_new_tokens):
-            out.append(token[:, None])
-            if i + 1 < max_new_tokens:
-                logits_t, state = self.step(token, state)
-                token = logits_t.argmax(-1)
-        return torch.cat(out, dim=1)
+        return greedy_continue(input_ids, logits, state, self.step, max_new_tokens)
 
 
 def _build(defaults: dict, kwargs: dict) -> BlockTransformer:
