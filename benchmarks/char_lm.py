@@ -15,13 +15,13 @@ elementwise work is not counted, so this is the share of peak the useful matmul 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _results import save_results  # benchmarks/ is on the path when a script runs
 
 from archlab import zoo
 from archlab.data import load_char_corpus
@@ -107,9 +107,7 @@ def main() -> None:
               f"{statistics.mean(r['train_tokens_per_s'] for r in rs):,.0f} | "
               f"{100 * statistics.mean(r['peak_fraction'] for r in rs):.1f} % | "
               f"{statistics.mean(r['decode_tokens_per_s'] for r in rs):,.0f} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v)
-                                              for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    save_results(args.json, args, rows)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from _results import save_results  # benchmarks/ is on the path when a script runs
+
 from archlab.study import Ledger, SearchConfig, load_run, run_search
 
 
@@ -102,9 +104,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['workers']} | {r['wall_s']:.0f} s | {r['trials']} | {r['examples_per_s']:,.0f} | "
               f"{r['examples_per_s'] / base:.2f}x |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                     "rows": rows}, indent=2))
+    save_results(args.json, args, rows)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ training / 500 validation / 500 test sequences of 256 tokens, fixed seeds), and 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _results import save_results  # benchmarks/ is on the path when a script runs
 
 from archlab import zoo
 from archlab.data import load_dataset
@@ -79,9 +79,7 @@ def main() -> None:
             print(f"| {task} | {mixer} | {rs[0]['dim']} | {rs[0]['params']:,} | "
                   f"{', '.join(str(r['epochs']) for r in rs)} | "
                   f"{', '.join(format(r['test_accuracy'], '.3f') for r in rs)} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v)
-                                              for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    save_results(args.json, args, rows)
 
 
 if __name__ == "__main__":

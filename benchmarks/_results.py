@@ -1,0 +1,15 @@
+"""Writing a benchmark's raw results: its arguments and its rows, as JSON beside the other results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def save_results(path: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """``{"args": the command-line arguments (paths as text), "rows": rows}`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                "rows": rows}, indent=2))
