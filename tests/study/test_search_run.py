@@ -18,6 +18,7 @@ from archlab.data import load_dataset
 from archlab.export import check_onnx, load_weights
 from archlab.space import Arch
 from archlab.study import SearchConfig, make_space, run_search
+from archlab.study._runner import final_shift
 from archlab.train import evaluate
 
 FAST = dict(data="digits", mixers=("pooling", "mlp"), epochs=2, budget_s=None, final_epochs=1,
@@ -43,9 +44,19 @@ def test_search_writes_a_consistent_run_folder(tmp_path):
     assert evaluate(model, data.x_test, data.y_test)[1] == pytest.approx(best["test_accuracy"])
     assert evaluate(model, data.x_val, data.y_val)[1] == pytest.approx(best["val_accuracy"])
     assert summary["export"]["onnx_max_abs_diff"] <= 1e-4
+    # the final training's recipe is recorded: label smoothing; no flips (digits' labels do not survive a mirror
+    # image) and no shifts (8x8 images) on digits
+    recipe = summary["final"]["config"]
+    assert (recipe["label_smoothing"], recipe["augment_flip"], recipe["augment_shift"]) == (0.1, False, 0)
     assert check_onnx(model, out / "best/model.onnx", data.input_shape) <= 1e-4
     html = (out / "report.html").read_text()
     assert "Pareto" in html and str(best["number"]) in html
+
+
+def test_final_training_shifts_only_images_of_16_pixels_or_more():
+    assert final_shift((1, 28, 28)) == 1 and final_shift((3, 32, 32)) == 1 and final_shift((3, 16, 64)) == 1
+    assert final_shift((1, 8, 8)) == 0 and final_shift((3, 15, 32)) == 0
+    assert final_shift((256,)) == 0 and final_shift((12, 100)) == 0  # token sequences, time series
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):

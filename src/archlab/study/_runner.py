@@ -54,6 +54,7 @@ __all__ = ["SearchConfig", "load_run", "make_space", "rewrite_report", "run_sear
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 FINAL_LABEL_SMOOTHING = 0.1
+FINAL_SHIFT = 1  # pixels of random translation in the final training (images of >= 16 pixels a side)
 
 
 @dataclass(frozen=True)
@@ -395,10 +396,11 @@ class _Run:
                 reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
                 seconds = max(5.0, cfg.budget_s - spent - reserve)
             # the final training runs many more epochs than a trial, on all the data, so it is regularised against
-            # overfitting in those epochs: label smoothing (0.1, Szegedy et al. 2016), and, on data whose labels
-            # survive a mirror image, random flips
+            # overfitting in those epochs: label smoothing (0.1, Szegedy et al. 2016), random one-pixel shifts of
+            # images of 16 pixels or more, and, on data whose labels survive a mirror image, random flips
             final_cfg = replace(self.trial_config, epochs=cfg.final_epochs, max_seconds=seconds,
                                 time_limit_s=None, patience=None, augment_flip=self.data.flip_invariant,
+                                augment_shift=final_shift(self.data.input_shape),
                                 label_smoothing=FINAL_LABEL_SMOOTHING)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
@@ -410,6 +412,7 @@ class _Run:
                 final_info = {k: result.metrics.get(k) for k in ("val_accuracy", "test_accuracy", "epochs",
                                                                 "cost_s")}
                 final_info["curve"] = result.curve
+                final_info["config"] = final_cfg.to_dict()
                 if not have_ckpt or result.metrics["val_accuracy"] >= best.metrics["val_accuracy"]:
                     model = result.model
                     final_info["used"] = True
@@ -431,6 +434,12 @@ class _Run:
                                                                  self.data.input_shape, **io)}
         summary["best"] = best_summary
         return summary
+
+
+def final_shift(input_shape: tuple[int, ...]) -> int:
+    """The final training's random translation: one pixel on images of at least 16 pixels a side (a pixel is
+    a small move there, not on 8x8 digits); none on other inputs."""
+    return FINAL_SHIFT if len(input_shape) == 3 and min(input_shape[1:]) >= 16 else 0
 
 
 def _rank(r: TrialRecord) -> tuple[float, float, float]:
