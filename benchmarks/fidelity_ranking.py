@@ -29,7 +29,7 @@ from _results import save_results
 from archlab.data import load_dataset
 from archlab.space import create_space
 from archlab.study import Evaluator, SearchConfig
-from archlab.study._runner import FINAL_LABEL_SMOOTHING, final_shift
+from archlab.study._runner import final_train_config
 
 ARCHS = {
     # the winner of the session-4 30-minute Fashion-MNIST search, seed 0 (90.79 % test after its final training)
@@ -75,9 +75,9 @@ def main() -> None:
                        train_subset=args.train_subset).resolve(len(data.y_train))
     space = create_space("metaformer", input_shape=data.input_shape, num_classes=data.num_classes)
     trial_cfg = cfg.trial_config()
-    final_cfg = replace(trial_cfg, epochs=cfg.final_epochs, max_seconds=args.final_seconds, time_limit_s=None,
-                        patience=None, augment_flip=data.flip_invariant, label_smoothing=FINAL_LABEL_SMOOTHING,
-                        augment_shift=final_shift(data.input_shape) if args.shift is None else args.shift)
+    final_cfg = final_train_config(trial_cfg, data, cfg.final_epochs, args.final_seconds)
+    if args.shift is not None:
+        final_cfg = replace(final_cfg, augment_shift=args.shift)
     rows = []
     for fidelity in args.fidelity:
         evaluator = (Evaluator(space, data, trial_cfg, train_subset=cfg.search_subset()) if fidelity == "trial"

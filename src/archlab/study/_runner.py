@@ -395,13 +395,7 @@ class _Run:
                 spent = max(time.perf_counter() - started, search_elapsed)  # this session, or all sessions
                 reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
                 seconds = max(5.0, cfg.budget_s - spent - reserve)
-            # the final training runs many more epochs than a trial, on all the data, so it is regularised against
-            # overfitting in those epochs: label smoothing (0.1, Szegedy et al. 2016), random one-pixel shifts of
-            # images of 16 pixels or more, and, on data whose labels survive a mirror image, random flips
-            final_cfg = replace(self.trial_config, epochs=cfg.final_epochs, max_seconds=seconds,
-                                time_limit_s=None, patience=None, augment_flip=self.data.flip_invariant,
-                                augment_shift=final_shift(self.data.input_shape),
-                                label_smoothing=FINAL_LABEL_SMOOTHING)
+            final_cfg = final_train_config(self.trial_config, self.data, cfg.final_epochs, seconds)
             self.progress({"event": "final_start", "number": best.number, "seconds": seconds,
                            "epochs": cfg.final_epochs})
             full = Evaluator(self.space, self.data, final_cfg, Constraints(), None)
@@ -434,6 +428,17 @@ class _Run:
                                                                  self.data.input_shape, **io)}
         summary["best"] = best_summary
         return summary
+
+
+def final_train_config(trial_config: TrainConfig, data: Dataset, epochs: int, seconds: float | None) -> TrainConfig:
+    """The final training's config: a trial's, for ``epochs`` or ``seconds``, without early stopping.
+
+    It runs many more epochs than a trial, on all the data, so it is regularised against overfitting in those
+    epochs: label smoothing (0.1, Szegedy et al. 2016), random one-pixel shifts of images of 16 pixels or more,
+    and, on data whose labels survive a mirror image, random flips."""
+    return replace(trial_config, epochs=epochs, max_seconds=seconds, time_limit_s=None, patience=None,
+                   augment_flip=data.flip_invariant, augment_shift=final_shift(data.input_shape),
+                   label_smoothing=FINAL_LABEL_SMOOTHING)
 
 
 def final_shift(input_shape: tuple[int, ...]) -> int:
