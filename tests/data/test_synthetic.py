@@ -13,6 +13,7 @@ from archlab.data.synthetic import (
     evaluate_listops,
     listops,
     listops_to_text,
+    multiquery_recall_batch,
     selective_copying,
     selective_copying_batch,
 )
@@ -133,6 +134,43 @@ def test_associative_recall_filler() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ ListOps
+
+
+def test_multiquery_recall_batch_answers_rederived_from_inputs() -> None:
+    length, pairs, vocab = 40, 5, 24
+    x, y = multiquery_recall_batch(30, length=length, n_pairs=pairs, vocab=vocab, seed=4)
+    assert x.shape == y.shape == (30, length) and x.dtype == y.dtype == torch.int64
+    half = vocab // 2
+    for row, target in zip(x.tolist(), y.tolist(), strict=True):
+        keys, values = row[0:2 * pairs:2], row[1:2 * pairs:2]
+        assert len(set(keys)) == pairs and all(1 <= k < half for k in keys)
+        assert len(set(values)) == pairs and all(half <= v < vocab for v in values)
+        table = dict(zip(keys, values, strict=True))
+        asked = [p for p, t in enumerate(target) if t != -100]
+        # every key asked once, after the pairs, answered by its own value, which the next input repeats
+        assert sorted(row[p] for p in asked) == sorted(keys)
+        assert all(p >= 2 * pairs and (p - 2 * pairs) % 2 == 0 for p in asked)
+        assert all(target[p] == table[row[p]] == row[p + 1] for p in asked)
+        # the query region holds nothing but the asked pairs and noise
+        answered = {p for p in asked} | {p + 1 for p in asked}
+        assert all(row[p] == 0 for p in range(2 * pairs, length) if p not in answered)
+    # deterministic under the seed; a Generator continues its stream
+    x2, y2 = multiquery_recall_batch(30, length=length, n_pairs=pairs, vocab=vocab, seed=4)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    rng = np.random.default_rng(4)
+    a, _ = multiquery_recall_batch(5, length=length, n_pairs=pairs, vocab=vocab, seed=rng)
+    b, _ = multiquery_recall_batch(5, length=length, n_pairs=pairs, vocab=vocab, seed=rng)
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n_pairs": 12, "vocab": 24}, "exceeds the 11 distinct keys"),
+    ({"n_pairs": 5, "length": 19}, "need length >= 20"),
+    ({"n_pairs": 0}, "n_pairs must be an integer >= 1"),
+])
+def test_multiquery_recall_batch_rejects_bad_parameters(kwargs: dict, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        multiquery_recall_batch(4, **kwargs)
 
 
 def test_evaluate_listops_by_hand() -> None:

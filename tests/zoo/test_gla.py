@@ -50,16 +50,33 @@ def test_default_head_count(dim: int, heads: int) -> None:
     assert layer.key_dim % heads == 0 and layer.value_dim % heads == 0
 
 
-def test_layer_matches_spelled_out_recurrence() -> None:
+def test_short_convolutions_follow_fla_layer() -> None:
+    layer = create_mixer("gla", 64, num_heads=2, use_short_conv=True)
+    shapes = {k: tuple(v.shape) for k, v in layer.state_dict().items() if "conv1d" in k}
+    # fla's ShortConvolution(hidden_size, kernel_size=4, bias=False): a depthwise Conv1d per projection
+    assert shapes == {"q_conv1d.weight": (32, 1, 4), "k_conv1d.weight": (32, 1, 4), "v_conv1d.weight": (64, 1, 4)}
+    with pytest.raises(UserError, match="conv_size must be >= 1"):
+        create_mixer("gla", 64, use_short_conv=True, conv_size=0)
+
+
+@pytest.mark.parametrize("short_conv", [False, True])
+def test_layer_matches_spelled_out_recurrence(short_conv: bool) -> None:
     # An independent spelling of the published layer from its weights, token by token and head by head:
     # alpha = sigmoid(x W1 W2 + b)^(1/16), S = diag(alpha) S + k^T v, o = (q / sqrt(d_k)) S,
-    # out = W_o (RMSNorm(o) * w * swish(x W_g)).
-    layer = _gla(32, num_heads=2)
+    # out = W_o (RMSNorm(o) * w * swish(x W_g)); with short convolutions q, k and v first pass through
+    # silu(causal depthwise conv), here torch's own conv1d padded on both sides and cut to the first L outputs.
+    layer = _gla(32, num_heads=2, use_short_conv=short_conv)
     x = torch.randn(2, 9, 32, dtype=torch.float64)
     heads, dk, dv = 2, 8, 16
     q = x @ layer.q_proj.weight.T
     k = x @ layer.k_proj.weight.T
     v = x @ layer.v_proj.weight.T
+    if short_conv:
+        def conv(t: torch.Tensor, c: torch.nn.Conv1d) -> torch.Tensor:
+            return F.silu(F.conv1d(t.transpose(1, 2), c.weight, padding=3, groups=t.shape[-1])[..., :9]
+                          ).transpose(1, 2)
+
+        q, k, v = conv(q, layer.q_conv1d), conv(k, layer.k_conv1d), conv(v, layer.v_conv1d)
     alpha = torch.sigmoid(layer.gk_proj[1](x @ layer.gk_proj[0].weight.T)) ** (1 / 16)
     g = x @ layer.g_proj.weight.T
     out = torch.zeros(2, 9, 32, dtype=torch.float64)
@@ -125,19 +142,34 @@ def test_chunked_form_is_stable_under_strong_forgetting() -> None:
     torch.testing.assert_close(s, s_ref, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("short_conv", [False, True])
 @pytest.mark.parametrize("mode", ["chunk", "parallel", "recurrent"])
-def test_two_halves_with_carried_state_equal_one_call(mode: str) -> None:
-    layer = _gla(32, chunk_size=16)
+def test_two_halves_with_carried_state_equal_one_call(mode: str, short_conv: bool) -> None:
+    layer = _gla(32, chunk_size=16, use_short_conv=short_conv)
     x = torch.randn(2, 53, 32, dtype=torch.float64)
     full, full_state = layer(x, mode=mode, return_state=True)
-    first, state = layer(x[:, :21], mode=mode, return_state=True)
-    second, last_state = layer(x[:, 21:], state, mode=mode, return_state=True)
-    torch.testing.assert_close(torch.cat([first, second], dim=1), full, atol=1e-10, rtol=0)
-    torch.testing.assert_close(last_state, full_state, atol=1e-10, rtol=0)
+    # pieces of 21, 2 and 30 tokens: the middle one is shorter than the convolution's 4 taps
+    outs, state = [], None
+    for piece in (x[:, :21], x[:, 21:23], x[:, 23:]):
+        out, state = layer(piece, state, mode=mode, return_state=True)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-10, rtol=0)
+    torch.testing.assert_close(state, full_state, atol=1e-10, rtol=0)
 
 
-def test_step_decoding_equals_full_forward() -> None:
-    layer = _gla(32)
+def test_short_conv_state_is_checked() -> None:
+    layer = _gla(32, use_short_conv=True)
+    x = torch.randn(2, 5, 32, dtype=torch.float64)
+    _, state = layer(x, return_state=True)
+    with pytest.raises(UserError, match="continues from a GLAState"):
+        layer(x, state.recurrent_state)
+    with pytest.raises(UserError, match="expected a conv state"):
+        layer(x[:1], state._replace(recurrent_state=state.recurrent_state[:1]))
+
+
+@pytest.mark.parametrize("short_conv", [False, True])
+def test_step_decoding_equals_full_forward(short_conv: bool) -> None:
+    layer = _gla(32, use_short_conv=short_conv)
     x = torch.randn(3, 40, 32, dtype=torch.float64)
     full = layer(x)
     prefix, state = layer(x[:, :25], return_state=True)
@@ -148,9 +180,10 @@ def test_step_decoding_equals_full_forward() -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("short_conv", [False, True])
 @pytest.mark.parametrize("mode", ["chunk", "parallel"])
-def test_causal_and_remembers(mode: str) -> None:
-    layer = _gla(32, chunk_size=16, gate_bias=4.0)
+def test_causal_and_remembers(mode: str, short_conv: bool) -> None:
+    layer = _gla(32, chunk_size=16, gate_bias=4.0, use_short_conv=short_conv)
     x = torch.randn(1, 70, 32, dtype=torch.float64)
     y = x.clone()
     y[0, 30] += 1.0

@@ -22,6 +22,7 @@ from archlab.data.synthetic import (
     associative_recall,
     evaluate_listops,
     listops,
+    multiquery_recall_batch,
     selective_copying,
     selective_copying_batch,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "load_npz",
     "load_path",
     "load_ucr",
+    "multiquery_recall_batch",
     "random_windows",
     "read_idx",
     "selective_copying",

@@ -11,7 +11,7 @@ one class label per example, so that any sequence classifier can be trained and 
   al., "Zoology: Measuring and Improving Recall in Efficient Language Models", ICLR 2024; keys from the lower
   half of the vocabulary and values from the upper half as in HazyResearch/zoology
   ``zoology/data/multiquery_ar.py``), which is also the induction-head task of Fu, Dao et al., "Hungry Hungry
-  Hippos", ICLR 2023.
+  Hippos", ICLR 2023. Its multi-query sequence-output form, Zoology's MQAR, is :func:`multiquery_recall_batch`.
 - :func:`listops` — Nangia & Bowman, "ListOps: A Diagnostic Dataset for Latent Tree Learning", NAACL SRW
   2018, as generated for Tay et al., "Long Range Arena", ICLR 2021 (google-research/long-range-arena
   ``lra_benchmarks/data/listops.py``: operators ``[MIN [MAX [MED [SM``, ``VALUE_P = 0.25``, 2 to
@@ -41,6 +41,7 @@ __all__ = [
     "evaluate_listops",
     "listops",
     "listops_to_text",
+    "multiquery_recall_batch",
     "selective_copying",
     "selective_copying_batch",
 ]
@@ -193,6 +194,26 @@ def selective_copying(
 # ------------------------------------------------------------------------------------------- associative recall
 
 
+def _check_pairs(task: str, n_pairs: int, vocab: int) -> int:
+    """Check a recall task's pair count against its vocabulary; return ``vocab // 2`` (the first value id)."""
+    _check_int(task, "n_pairs", n_pairs, 1)
+    _check_int(task, "vocab", vocab, 6)
+    half = vocab // 2
+    if n_pairs > half - 1:
+        raise DataError(f"{task}: n_pairs ({n_pairs}) exceeds the {half - 1} distinct keys that vocab={vocab} "
+                        f"offers (keys are 1..{half - 1})")
+    return half
+
+
+def _draw_pairs(n: int, n_pairs: int, vocab: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of ``n_pairs`` distinct keys from ``1 .. vocab//2 - 1`` and distinct values from ``vocab//2 ..
+    vocab-1`` (Zoology's split of the vocabulary)."""
+    half = vocab // 2
+    keys = 1 + np.argsort(rng.random((n, half - 1)), axis=1)[:, :n_pairs]
+    values = half + np.argsort(rng.random((n, vocab - half)), axis=1)[:, :n_pairs]
+    return keys, values
+
+
 def associative_recall(
     length: int = 256,
     n_pairs: int = 8,
@@ -217,19 +238,13 @@ def associative_recall(
     """
     task = "associative_recall"
     sizes = _sizes(task, n_train, n_val, n_test)
-    _check_int(task, "n_pairs", n_pairs, 1)
-    _check_int(task, "vocab", vocab, 6)
+    half = _check_pairs(task, n_pairs, vocab)
     _check_int(task, "length", length, 3)
-    half = vocab // 2
-    if n_pairs > half - 1:
-        raise DataError(f"{task}: n_pairs ({n_pairs}) exceeds the {half - 1} distinct keys that vocab={vocab} "
-                        f"offers (keys are 1..{half - 1})")
     if 2 * n_pairs + 1 > length:
         raise DataError(f"{task}: {n_pairs} pairs and a query need length >= {2 * n_pairs + 1}, got {length}")
 
     def make(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        keys = 1 + np.argsort(rng.random((n, half - 1)), axis=1)[:, :n_pairs]
-        values = half + np.argsort(rng.random((n, vocab - half)), axis=1)[:, :n_pairs]
+        keys, values = _draw_pairs(n, n_pairs, vocab, rng)
         which = rng.integers(0, n_pairs, size=n)
         filler_len = length - 2 * n_pairs - 1
         if random_filler:
@@ -250,6 +265,42 @@ def associative_recall(
 
     splits = _distinct_splits(task, make, sizes, seed)
     return _token_dataset("associative-recall", splits, [str(v) for v in range(half, vocab)], vocab)
+
+
+def multiquery_recall_batch(
+    n: int, *, length: int = 256, n_pairs: int = 16, vocab: int = 64, seed: int | np.random.Generator = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` multi-query associative recall examples (Zoology's MQAR) for sequence-output training: ``(x, y)``.
+
+    ``x`` ``(n, length)``: ``n_pairs`` key-value pairs ``k_1 v_1 .. k_P v_P`` (distinct keys from
+    ``1 .. vocab//2 - 1``, distinct values from ``vocab//2 .. vocab-1``), then a query region of noise ``0`` in
+    which every key is asked once, in random order, at a random even offset ``p`` after the pairs: ``x[p]`` is
+    the key and, as in Zoology's ``multiquery_ar`` (the LM view: the answer is the next token), ``x[p + 1]`` is
+    its value. ``y`` ``(n, length)`` is ``-100`` (ignored) except ``y[p] = v``: the model must emit the value
+    where the key is asked, having seen the pair once, up to ``length`` tokens earlier. Chance is
+    ``1 / (vocab - vocab // 2)``. ``seed`` is an int or a ``numpy.random.Generator``.
+    """
+    task = "multiquery_recall_batch"
+    _check_int(task, "n", n, 1)
+    _check_pairs(task, n_pairs, vocab)
+    _check_int(task, "length", length, 4)
+    slots = (length - 2 * n_pairs) // 2  # query slots: even offsets after the pairs, room for the key and value
+    if slots < n_pairs:
+        raise DataError(f"{task}: {n_pairs} pairs and {n_pairs} queries need length >= {4 * n_pairs}, got {length}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    keys, values = _draw_pairs(n, n_pairs, vocab, rng)
+    x = np.zeros((n, length), dtype=np.int64)
+    y = np.full((n, length), -100, dtype=np.int64)
+    x[:, 0 : 2 * n_pairs : 2] = keys
+    x[:, 1 : 2 * n_pairs : 2] = values
+    where = 2 * n_pairs + 2 * np.argsort(rng.random((n, slots)), axis=1)[:, :n_pairs]  # distinct query slots
+    order = np.argsort(rng.random((n, n_pairs)), axis=1)  # which pair each slot asks for
+    rows = np.arange(n)[:, None]
+    asked_keys, asked_values = keys[rows, order], values[rows, order]
+    x[rows, where] = asked_keys
+    x[rows, where + 1] = asked_values
+    y[rows, where] = asked_values
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 # ------------------------------------------------------------------------------------------------------ ListOps

@@ -56,6 +56,58 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def fit_token_targets(model: nn.Module, sample: Callable[[int, float], tuple[torch.Tensor, torch.Tensor]], *,
+                      steps: int | None, max_seconds: float | None, lr: float, weight_decay: float = 0.1,
+                      warmup: float = 0.05, grad_clip: float = 1.0, log_every: int | None = None,
+                      on_step: Callable[[dict[str, float]], None] | None = None
+                      ) -> tuple[int, float, list[dict[str, float]]]:
+    """The training loop of :func:`train_lm` and :func:`archlab.train.seqtasks.train_on_task`.
+
+    ``sample(step, progress)`` returns a batch ``(x (B, L) ids, y)``: ``y`` holds the target token of every
+    position ``(B, L)``, or of the last ``k`` positions ``(B, k)``; targets ``-100`` are ignored. Cross-entropy
+    over the targets, AdamW (betas 0.9, 0.95), gradient clipping, linear warm-up then cosine decay over
+    ``progress`` (the further along of steps and seconds). Returns ``(steps, seconds, curve)``; the curve keeps
+    every ``log_every``-th step's ``{"step", "loss", "lr", "seconds"}``.
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    log_every = log_every or (max(1, steps // 50) if steps else 10)
+    opt = make_adamw(model.parameters(), lr=_lr_at(lr, 0.0, warmup), weight_decay=weight_decay, betas=(0.9, 0.95))
+    model.train()
+    curve: list[dict[str, float]] = []
+    step, elapsed, progress = 0, 0.0, 0.0
+    start = time.perf_counter()
+    while True:
+        x, y = sample(step, progress)
+        x, y = x.to(device), y.to(device)
+        logits = _logits(model, x)[:, x.shape[1] - y.shape[1]:]
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        if not torch.isfinite(loss):
+            raise TrialFailed(f"non-finite loss ({loss.item()}) at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - start
+        progress = step / steps if steps else 0.0
+        if max_seconds is not None:
+            progress = max(progress, elapsed / max_seconds)
+        current_lr = opt.param_groups[0]["lr"]
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(lr, progress, warmup)
+        point = {"step": step, "loss": loss.item(), "lr": current_lr, "seconds": elapsed}
+        if on_step is not None:
+            on_step(point)
+        if step % log_every == 0:
+            curve.append(point)
+        if (steps is not None and step >= steps) or (max_seconds is not None and elapsed >= max_seconds):
+            break
+    if not curve or curve[-1]["step"] != step:
+        curve.append(point)
+    return step, elapsed, curve
+
+
 @torch.no_grad()
 def evaluate_lm_loss(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: int = 32,
                      max_tokens: int | None = None) -> float:
@@ -124,44 +176,16 @@ def train_lm(model: nn.Module, corpus_train_ids: torch.Tensor, corpus_val_ids: t
     _check_ids(corpus_val_ids, "the validation split", 2)
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    train_ids = corpus_train_ids
     offsets = torch.arange(block_size + 1)
-    n_starts = len(train_ids) - block_size
-    log_every = log_every or (max(1, steps // 50) if steps else 10)
-    opt = make_adamw(model.parameters(), lr=_lr_at(lr, 0.0, warmup), weight_decay=weight_decay, betas=(0.9, 0.95))
-    model.train()
-    curve: list[dict[str, float]] = []
-    step, elapsed = 0, 0.0
-    start = time.perf_counter()
-    while True:
-        windows = train_ids[torch.randint(0, n_starts, (batch_size,), generator=gen)[:, None] + offsets]
-        x, y = windows[:, :-1].to(device), windows[:, 1:].to(device)
-        loss = F.cross_entropy(_logits(model, x).flatten(0, 1).float(), y.flatten())
-        if not torch.isfinite(loss):
-            raise TrialFailed(f"non-finite loss ({loss.item()}) at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        step += 1
-        elapsed = time.perf_counter() - start
-        progress = step / steps if steps else 0.0
-        if max_seconds is not None:
-            progress = max(progress, elapsed / max_seconds)
-        current_lr = opt.param_groups[0]["lr"]
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(lr, progress, warmup)
-        point = {"step": step, "loss": loss.item(), "lr": current_lr, "seconds": elapsed}
-        if on_step is not None:
-            on_step(point)
-        if step % log_every == 0:
-            curve.append(point)
-        if (steps is not None and step >= steps) or (max_seconds is not None and elapsed >= max_seconds):
-            break
-    if not curve or curve[-1]["step"] != step:
-        curve.append(point)
+    n_starts = len(corpus_train_ids) - block_size
+
+    def sample(step: int, progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = corpus_train_ids[torch.randint(0, n_starts, (batch_size,), generator=gen)[:, None] + offsets]
+        return windows[:, :-1], windows[:, 1:]
+
+    step, elapsed, curve = fit_token_targets(model, sample, steps=steps, max_seconds=max_seconds, lr=lr,
+                                             weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip,
+                                             log_every=log_every, on_step=on_step)
     val_loss = evaluate_lm_loss(model, corpus_val_ids, block_size, batch_size, eval_tokens)
     if not math.isfinite(val_loss):
         raise TrialFailed("non-finite validation loss")

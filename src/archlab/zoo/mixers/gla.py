@@ -21,9 +21,17 @@ Three forms compute the same function (the tests hold them to each other):
   is a difference ``b_t - b_s`` of cumulative log-decays with ``s <= t``, so it is never positive: nothing
   overflows however small the gates get (the paper's secondary-level chunking);
 - ``"parallel"``: the whole ``L x L`` decay-masked score matrix at once, for short sequences.
+
+``use_short_conv=True`` adds fla's short convolutions: a causal depthwise convolution of ``conv_size`` taps and
+a SiLU on each of the projected ``q``, ``k`` and ``v`` (``q_conv1d``, ``k_conv1d``, ``v_conv1d``), which let a
+key see the tokens just before it, the mechanism by which recurrent models solve associative recall (Arora,
+Eyuboglu et al., "Zoology", ICLR 2024). The state is then a :class:`GLAState`: the recurrent state and the
+last ``conv_size`` projected inputs of each convolution.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +39,10 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.mixers.mamba import causal_depthwise_conv
 
 __all__ = [
+    "GLAState",
     "GatedLinearAttention",
     "RMSNormGated",
     "chunk_gla",
@@ -168,18 +178,29 @@ class RMSNormGated(nn.Module):
         return x * F.silu(g)
 
 
+class GLAState(NamedTuple):
+    """The state of a GLA layer with short convolutions: ``recurrent_state`` ``(B, H, d_k, d_v)`` and
+    ``conv_state``, the last ``conv_size`` inputs ``(B, C, conv_size)`` of ``q_conv1d``, ``k_conv1d`` and
+    ``v_conv1d``, newest last."""
+
+    recurrent_state: torch.Tensor
+    conv_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 class GatedLinearAttention(nn.Module):
     """GLA layer over ``(B, L, hidden_size)``; names follow fla's ``GatedLinearAttention``.
 
     ``forward(x, state=None, return_state=False)``: with ``state`` (``(B, H, d_k, d_v)``, from a previous
     call) the sequence continues from it; ``return_state=True`` also returns the state after the last token,
-    so a long sequence can be fed in pieces. :meth:`step` decodes one token.
+    so a long sequence can be fed in pieces (a :class:`GLAState` when ``use_short_conv``). :meth:`step` decodes
+    one token.
     """
 
     def __init__(self, hidden_size: int, *, expand_k: float = 0.5, expand_v: float = 1.0, num_heads: int = 4,
                  gate_low_rank_dim: int = 16, gate_logit_normalizer: float = 16.0, norm_eps: float = 1e-5,
                  elementwise_affine: bool = True, clamp_min: float | None = None, mode: str = "chunk",
-                 chunk_size: int = 64, sub_chunk_size: int = 16) -> None:
+                 chunk_size: int = 64, sub_chunk_size: int = 16, use_short_conv: bool = False, conv_size: int = 4,
+                 conv_bias: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.key_dim = int(hidden_size * expand_k)
@@ -189,6 +210,8 @@ class GatedLinearAttention(nn.Module):
                             f"{hidden_size}) must both be divisible by num_heads {num_heads}")
         if mode not in MODES:
             raise UserError(f"gla: unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if use_short_conv and conv_size < 1:
+            raise UserError(f"gla: conv_size must be >= 1, got {conv_size}")
         if chunk_size < 1 or sub_chunk_size < 1 or chunk_size % sub_chunk_size:
             raise UserError(f"gla: chunk_size {chunk_size} must be a positive multiple of sub_chunk_size "
                             f"{sub_chunk_size}")
@@ -208,6 +231,11 @@ class GatedLinearAttention(nn.Module):
         self.g_proj = nn.Linear(hidden_size, self.value_dim, bias=False)
         self.gk_proj = nn.Sequential(nn.Linear(hidden_size, gate_low_rank_dim, bias=False),
                                      nn.Linear(gate_low_rank_dim, self.key_dim, bias=True))
+        self.use_short_conv, self.conv_size = use_short_conv, conv_size
+        if use_short_conv:  # fla's ShortConvolution: a depthwise nn.Conv1d, its weight (C, 1, conv_size)
+            self.q_conv1d, self.k_conv1d, self.v_conv1d = (
+                nn.Conv1d(c, c, conv_size, groups=c, padding=conv_size - 1, bias=conv_bias)
+                for c in (self.key_dim, self.key_dim, self.value_dim))
         self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
         self.g_norm_swish_gate = RMSNormGated(self.head_v_dim, eps=norm_eps, elementwise_affine=elementwise_affine)
         self.reset_parameters()
@@ -222,26 +250,52 @@ class GatedLinearAttention(nn.Module):
     def _heads(self, x: torch.Tensor, head_dim: int) -> torch.Tensor:
         return x.reshape(-1, x.shape[1], self.num_heads, head_dim).transpose(1, 2)
 
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        q = self._heads(self.q_proj(x), self.head_k_dim)
-        k = self._heads(self.k_proj(x), self.head_k_dim)
-        v = self._heads(self.v_proj(x), self.head_v_dim)
+    def _short_conv(self, conv: nn.Conv1d, x: torch.Tensor, history: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SiLU of the causal depthwise ``conv`` on ``x`` ``(B, L, C)`` after ``history`` (the previous call's last
+        ``conv_size`` inputs, ``(B, C, conv_size)``; zeros at the start); returns the output and the new history."""
+        x = x.transpose(1, 2)
+        if history is None:
+            history = x.new_zeros(x.shape[0], x.shape[1], self.conv_size)
+        elif tuple(history.shape) != (x.shape[0], x.shape[1], self.conv_size):
+            raise UserError(f"gla: expected a conv state {(x.shape[0], x.shape[1], self.conv_size)}, got "
+                            f"{tuple(history.shape)}")
+        out = F.silu(causal_depthwise_conv(torch.cat([history[..., 1:], x], dim=-1), conv))
+        return out.transpose(1, 2), torch.cat([history, x], dim=-1)[..., -self.conv_size:]
+
+    def _project(self, x: torch.Tensor, conv_state: tuple | None = None) -> tuple[torch.Tensor, ...]:
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        new_conv = None
+        if self.use_short_conv:
+            history = conv_state if conv_state is not None else (None, None, None)
+            (q, hq), (k, hk), (v, hv) = (self._short_conv(c, t, h) for c, t, h in zip(
+                (self.q_conv1d, self.k_conv1d, self.v_conv1d), (q, k, v), history, strict=True))
+            new_conv = (hq, hk, hv)
+        q = self._heads(q, self.head_k_dim)
+        k = self._heads(k, self.head_k_dim)
+        v = self._heads(v, self.head_v_dim)
         gk = F.logsigmoid(self._heads(self.gk_proj(x), self.head_k_dim)) / self.gate_logit_normalizer
         if self.clamp_min is not None:
             gk = gk.clamp_min(self.clamp_min)
-        return q, k, v, gk
+        return q, k, v, gk, new_conv
 
     def _output(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         g = self.g_proj(x).reshape(-1, x.shape[1], self.num_heads, self.head_v_dim)
         o = self.g_norm_swish_gate(o.transpose(1, 2), g)
         return self.o_proj(o.reshape(-1, x.shape[1], self.value_dim))
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, return_state: bool = False,
-                mode: str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, state: torch.Tensor | GLAState | None = None, return_state: bool = False,
+                mode: str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | GLAState]:
         if x.dim() != 3 or x.shape[-1] != self.hidden_size:
             raise UserError(f"gla: expected input (B, L, {self.hidden_size}), got {tuple(x.shape)}")
         mode = mode or self.mode
-        q, k, v, gk = self._project(x)
+        conv_state = None
+        if self.use_short_conv and state is not None:
+            if not isinstance(state, GLAState):
+                raise UserError(f"gla: a layer with short convolutions continues from a GLAState, got "
+                                f"{type(state).__name__}")
+            state, conv_state = state
+        q, k, v, gk, conv_state = self._project(x, conv_state)
         if mode == "chunk":
             o, new_state = chunk_gla(q, k, v, gk, self.scale, state, self.chunk_size, self.sub_chunk_size)
         elif mode == "recurrent":
@@ -251,9 +305,12 @@ class GatedLinearAttention(nn.Module):
         else:
             raise UserError(f"gla: unknown mode {mode!r}; known: {', '.join(MODES)}")
         out = self._output(x, o)
+        if self.use_short_conv:
+            new_state = GLAState(new_state, conv_state)
         return (out, new_state) if return_state else out
 
-    def step(self, x_t: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x_t: torch.Tensor, state: torch.Tensor | GLAState | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | GLAState]:
         """Decode one token ``x_t`` of shape ``(B, hidden_size)``; returns ``(y_t, new_state)``."""
         if x_t.dim() != 2 or x_t.shape[-1] != self.hidden_size:
             raise UserError(f"gla: step expects (B, {self.hidden_size}), got {tuple(x_t.shape)}")
@@ -262,7 +319,8 @@ class GatedLinearAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, key_dim={self.key_dim}, "
-                f"value_dim={self.value_dim}, mode={self.mode!r}, chunk_size={self.chunk_size}")
+                f"value_dim={self.value_dim}, mode={self.mode!r}, chunk_size={self.chunk_size}"
+                + (f", conv_size={self.conv_size}" if self.use_short_conv else ""))
 
 
 def _default_gla_heads(key_dim: int, value_dim: int, head_k_dim: int, max_heads: int) -> int:
