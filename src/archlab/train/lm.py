@@ -56,15 +56,15 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def fit_token_targets(model: nn.Module, sample: Callable[[int, float], tuple[torch.Tensor, torch.Tensor]], *,
+def fit_token_targets(model: nn.Module, sample: Callable[[float], tuple[torch.Tensor, torch.Tensor]], *,
                       steps: int | None, max_seconds: float | None, lr: float, weight_decay: float = 0.1,
                       warmup: float = 0.05, grad_clip: float = 1.0, log_every: int | None = None,
                       on_step: Callable[[dict[str, float]], None] | None = None
                       ) -> tuple[int, float, list[dict[str, float]]]:
     """The training loop of :func:`train_lm` and :func:`archlab.train.seqtasks.train_on_task`.
 
-    ``sample(step, progress)`` returns a batch ``(x (B, L) ids, y)``: ``y`` holds the target token of every
-    position ``(B, L)``, or of the last ``k`` positions ``(B, k)``; targets ``-100`` are ignored. Cross-entropy
+    ``sample(progress)`` returns a batch ``(x, y)`` of ids ``(B, L)`` and the target token of every position
+    ``(B, L)``; targets ``-100`` are ignored. Cross-entropy
     over the targets, AdamW (betas 0.9, 0.95), gradient clipping, linear warm-up then cosine decay over
     ``progress`` (the further along of steps and seconds). Returns ``(steps, seconds, curve)``; the curve keeps
     every ``log_every``-th step's ``{"step", "loss", "lr", "seconds"}``.
@@ -77,10 +77,9 @@ def fit_token_targets(model: nn.Module, sample: Callable[[int, float], tuple[tor
     step, elapsed, progress = 0, 0.0, 0.0
     start = time.perf_counter()
     while True:
-        x, y = sample(step, progress)
+        x, y = sample(progress)
         x, y = x.to(device), y.to(device)
-        logits = _logits(model, x)[:, x.shape[1] - y.shape[1]:]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(_logits(model, x).flatten(0, 1).float(), y.flatten(), ignore_index=-100)
         if not torch.isfinite(loss):
             raise TrialFailed(f"non-finite loss ({loss.item()}) at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -179,7 +178,7 @@ def train_lm(model: nn.Module, corpus_train_ids: torch.Tensor, corpus_val_ids: t
     offsets = torch.arange(block_size + 1)
     n_starts = len(corpus_train_ids) - block_size
 
-    def sample(step: int, progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(progress: float) -> tuple[torch.Tensor, torch.Tensor]:
         windows = corpus_train_ids[torch.randint(0, n_starts, (batch_size,), generator=gen)[:, None] + offsets]
         return windows[:, :-1], windows[:, 1:]
 

@@ -102,7 +102,7 @@ def train_on_task(model: nn.Module, make_batch: TaskBatch, *, lengths: int | Seq
     per_length: dict[int, int] = {}
     tokens = 0
 
-    def sample(step: int, progress: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(progress: float) -> tuple[torch.Tensor, torch.Tensor]:
         nonlocal tokens
         length = stages[min(int(progress * len(stages)), len(stages) - 1)]
         per_length[length] = per_length.get(length, 0) + 1

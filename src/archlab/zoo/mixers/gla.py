@@ -39,7 +39,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.mamba import causal_depthwise_conv
+from archlab.zoo.mixers.mamba import causal_conv_with_history
 
 __all__ = [
     "GLAState",
@@ -255,13 +255,11 @@ class GatedLinearAttention(nn.Module):
         """SiLU of the causal depthwise ``conv`` on ``x`` ``(B, L, C)`` after ``history`` (the previous call's last
         ``conv_size`` inputs, ``(B, C, conv_size)``; zeros at the start); returns the output and the new history."""
         x = x.transpose(1, 2)
-        if history is None:
-            history = x.new_zeros(x.shape[0], x.shape[1], self.conv_size)
-        elif tuple(history.shape) != (x.shape[0], x.shape[1], self.conv_size):
+        if history is not None and tuple(history.shape) != (x.shape[0], x.shape[1], self.conv_size):
             raise UserError(f"gla: expected a conv state {(x.shape[0], x.shape[1], self.conv_size)}, got "
                             f"{tuple(history.shape)}")
-        out = F.silu(causal_depthwise_conv(torch.cat([history[..., 1:], x], dim=-1), conv))
-        return out.transpose(1, 2), torch.cat([history, x], dim=-1)[..., -self.conv_size:]
+        out, history = causal_conv_with_history(x, history, conv)
+        return F.silu(out).transpose(1, 2), history
 
     def _project(self, x: torch.Tensor, conv_state: tuple | None = None) -> tuple[torch.Tensor, ...]:
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)

@@ -254,6 +254,20 @@ def causal_depthwise_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     return out if conv.bias is None else out + conv.bias[:, None]
 
 
+def causal_conv_with_history(x: torch.Tensor, history: torch.Tensor | None, conv: nn.Conv1d
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv`` (depthwise, kernel K) on ``x`` ``(B, C, L)`` continuing after ``history`` ``(B, C, K)``, the
+    previous call's last K inputs (newest last; ``None``: zeros, a fresh sequence). Returns the output
+    ``(B, C, L)`` and the next call's history, the last K inputs, reaching back into ``history`` if ``L < K``.
+    The caller checks the history's shape."""
+    kernel = conv.weight.shape[-1]
+    if history is None:
+        history = torch.zeros_like(x[..., :1]).expand(-1, -1, kernel)
+    # The last K - 1 inputs of the previous call stand where conv1d's zero padding would be.
+    out = causal_depthwise_conv(torch.cat([history[..., 1:], x], dim=-1), conv)
+    return out, torch.cat([history, x[..., -kernel:]], dim=-1)[..., -kernel:]
+
+
 SCANS = ("chunked", "sequential")
 
 
@@ -334,14 +348,12 @@ class Mamba(nn.Module):
         """
         self._check_input(hidden_states, 3)
         x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
-        x = x_in = x.transpose(1, 2)  # (B, d_inner, L) for the depthwise convolution
-        if state is None:
-            history = torch.zeros_like(x[..., :1]).expand(-1, -1, self.d_conv)
-        else:
+        x = x.transpose(1, 2)  # (B, d_inner, L) for the depthwise convolution
+        history = None
+        if state is not None:
             self._check_state(state, x.shape[0])
             history = state.conv_state.to(x.dtype)
-        # The last d_conv - 1 inputs of the previous call stand where conv1d's zero padding would be.
-        conv_out = causal_depthwise_conv(torch.cat([history[..., 1:], x], dim=-1), self.conv1d)
+        conv_out, conv_state = causal_conv_with_history(x, history, self.conv1d)
         x = self.act(conv_out).transpose(1, 2)  # (B, L, d_inner)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan, as in the reference
@@ -358,8 +370,6 @@ class Mamba(nn.Module):
         out = self.out_proj(y)
         if not return_state:
             return out
-        # The next call's conv history: the last d_conv inputs, reaching back into the old history if L < d_conv.
-        conv_state = torch.cat([history, x_in], dim=-1)[..., -self.d_conv:]
         return out, MambaState(conv_state, last.to(self._state_dtype(hidden_states)))
 
     def _state_dtype(self, x: torch.Tensor) -> torch.dtype:

@@ -35,7 +35,7 @@ from torch import nn
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
 from archlab.zoo.mixers.attention import _default_num_heads
-from archlab.zoo.mixers.mamba import causal_depthwise_conv
+from archlab.zoo.mixers.mamba import causal_conv_with_history
 
 __all__ = ["DiscreteMamba2", "SSDState", "materialize_mixer", "segsum", "ssd_chunked", "ssd_sequential"]
 
@@ -220,14 +220,11 @@ class DiscreteMamba2(nn.Module):
         """in_proj and the causal convolution: ``x, B, C, z, log_a, conv_state`` in ``(B, L, ...)`` layout."""
         xBC, z, A_log = torch.split(self.in_proj(u), [self.conv_dim, self.d_inner, self.n_v_heads], dim=-1)
         xBC = xBC.transpose(1, 2)
-        if state is None:
-            history = torch.zeros_like(xBC[..., :1]).expand(-1, -1, self.d_conv)
-        else:
+        history = None
+        if state is not None:
             self._check_state(state, u.shape[0])
             history = state.conv.to(xBC.dtype)
-        # The last d_conv - 1 inputs of the previous call stand where conv1d's zero padding would be.
-        conv = causal_depthwise_conv(torch.cat([history[..., 1:], xBC], dim=-1), self.conv1d)
-        conv_state = torch.cat([history, xBC], dim=-1)[..., -self.d_conv:]
+        conv, conv_state = causal_conv_with_history(xBC, history, self.conv1d)
         x, B, C = torch.split(self.act(conv.transpose(1, 2)),
                               [self.d_inner, self.n_qk_heads * self.d_state, self.n_qk_heads * self.d_state], dim=-1)
         x = x.unflatten(-1, (self.n_v_heads, self.headdim))
