@@ -10,7 +10,7 @@ import torch
 
 from archlab.errors import UserError
 from archlab.zoo import create_model, list_models, model_info
-from archlab.zoo.models.block_transformer import BlockTransformer
+from archlab.zoo.models.block_transformer import BlockTransformer, GPTNeoXLM, vanilla_baseline
 
 LB = 4
 
@@ -133,6 +133,60 @@ def test_tiny_model_learns_repeating_pattern(one_thread):
         loss.backward()
         opt.step()
     assert loss.item() < 0.05 * math.log(32), loss.item()  # from log(32) = 3.47 at chance
+
+
+def _vanilla(seed: int = 0) -> GPTNeoXLM:
+    torch.manual_seed(seed)
+    model = GPTNeoXLM(vocab_size=37, hidden_size=24, num_hidden_layers=3, num_attention_heads=2,
+                      rotary_pct=0.5).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model
+
+
+def test_vanilla_baseline_is_causal_and_decodes_like_its_forward(one_thread):
+    model = _vanilla()
+    x = _ids(3, 17)
+    full = model(x)
+    assert full.shape == (3, 17, 37)
+    for s in (0, 5, 16):  # changing token s changes nothing before it, and the logits at s
+        y = x.clone()
+        y[:, s] = (y[:, s] + 3) % 37
+        out = model(y)
+        torch.testing.assert_close(out[:, :s], full[:, :s], rtol=0, atol=1e-12)
+        assert (out[:, s] - full[:, s]).abs().max() > 1e-3
+    logits, state = model(x[:, :5], return_state=True)
+    torch.testing.assert_close(logits, full[:, :5], rtol=0, atol=1e-10)
+    for t in range(5, 17):
+        step_logits, state = model.step(x[:, t], state)
+        torch.testing.assert_close(step_logits, full[:, t], rtol=0, atol=1e-10)
+    assert state[0].k.shape[2] == 17 and model.kv_cache_entries(17)["positions"] == 17
+    out = model.generate(x[:, :4], 6)
+    seq = x[:, :4]
+    for _ in range(6):
+        seq = torch.cat([seq, model(seq)[:, -1].argmax(-1)[:, None]], dim=1)
+    assert torch.equal(out, seq)
+
+
+def test_vanilla_baseline_matches_parameters_and_layers():
+    block = BlockTransformer(vocab_size=256, block_hidden_size=128, block_num_hidden_layers=3,
+                             block_num_attention_heads=4, token_hidden_size=96, token_num_hidden_layers=2,
+                             token_num_attention_heads=3, rotary_pct=0.5)
+    vanilla = vanilla_baseline(block)
+    n_block = sum(p.numel() for p in block.parameters())
+    n_vanilla = sum(p.numel() for p in vanilla.parameters())
+    per_layer = sum(p.numel() for p in vanilla.gpt_neox.layers[0].parameters())
+    assert abs(n_vanilla - n_block) <= per_layer / 2  # the closest depth
+    ref, got = block.token_decoder.gpt_neox.layers[0], vanilla.gpt_neox.layers[0]
+    assert [p.shape for p in ref.parameters()] == [p.shape for p in got.parameters()]
+    assert got.attention.n_heads == 3 and got.attention.rotary_emb.rotary_dim == 16
+    assert len(vanilla_baseline(block, num_hidden_layers=2).gpt_neox.layers) == 2
+    # the vanilla cache grows by one position per token in every layer, the block model's global one per block
+    block_kv = block.kv_cache_entries(2048)["total_values"]
+    assert vanilla.kv_cache_entries(2048)["total_values"] > 4 * block_kv
+    with pytest.raises(UserError, match="block_transformer"):
+        vanilla(torch.rand(2, 8))
 
 
 def test_bad_input_and_config_raise():

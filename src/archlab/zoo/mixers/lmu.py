@@ -25,6 +25,10 @@ linear time-invariant filter of ``u`` with impulse response ``H_t = Abar^t Bbar`
 - ``"toeplitz"``: the convolution as a product with the ``L x L`` lower-triangular Toeplitz matrix of ``H``
   (what ``"conv"`` becomes during ONNX export, whose ``Conv`` needs a kernel of static shape).
 
+The spiking variant (:class:`SpikingLMUFFTCell`, :class:`SpikingLMU`: the reference's ``SpikingLMUFFTCell`` and
+``SLMUMs``) puts a BatchNorm and LIF neurons (:mod:`archlab.zoo.layers.spiking`) on ``u``, ``m`` and ``h``, so all
+three are 0/1 spikes; the memory between them is the same linear filter, in any of the forms above.
+
 ``theta`` (the window the memory represents) is fixed at construction: the token count of ``resolution`` when
 given (``theta = L``, as in the paper), else the reference's 128. Because it does not depend on the input, the
 output on a prefix of a sequence equals the prefix of the output (streaming).
@@ -32,14 +36,18 @@ output on a prefix of a sequence equals the prefix of the output (streaming).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.layers.spiking import MultiStepLIF
 
-__all__ = ["LMU", "LMUFFTCell", "create_lmu", "legendre_continuous", "zoh_discretise"]
+__all__ = ["LMU", "LMUFFTCell", "SpikingLMU", "SpikingLMUFFTCell", "SpikingLMUState", "create_lmu",
+           "legendre_continuous", "zoh_discretise"]
 
 MODES = ("auto", "fft", "conv", "toeplitz", "recurrent")
 _CONV_MAX_LEN = 256  # below this a direct convolution is cheaper on CPU than two FFTs of length 2L
@@ -196,6 +204,76 @@ class LMU(nn.Module):
             raise UserError(f"lmu: step expects (B, {self.dim}), got {tuple(x_t.shape)}")
         out, state = self.forward(x_t[:, None], state, return_state=True, mode="recurrent")
         return out[:, 0], state
+
+
+class SpikingLMUState(NamedTuple):
+    """Streaming state of :class:`SpikingLMUFFTCell`: the memory before its BatchNorm ``m`` ``(B, M)`` and the
+    membranes of the three LIF layers ``v_u`` ``(B, 1)``, ``v_m`` ``(B, M)``, ``v_h`` ``(B, hidden)``."""
+
+    m: torch.Tensor
+    v_u: torch.Tensor
+    v_m: torch.Tensor
+    v_h: torch.Tensor
+
+
+class SpikingLMUFFTCell(LMUFFTCell):
+    """The spiking LMU cell (the reference's ``SpikingLMUFFTCell``): the encoding, the memory and the hidden
+    state each pass through a BatchNorm and LIF neurons, so ``u``, ``m`` and ``h`` are spikes::
+
+        u = LIF(bn_u(W_u x));  m = LIF(bn_m(memory(u)));  h = LIF(bn_h(W_h [m; x]))
+
+    The LIF neurons integrate over the sequence (the frames are the spiking time steps). ``forward(x, state)``
+    returns ``(h, state)``; the memory may be computed in any of :data:`MODES`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, memory_size: int, theta: float,
+                 mode: str = "auto") -> None:
+        super().__init__(input_size, hidden_size, memory_size, theta, mode)
+        self.bn_u = nn.BatchNorm1d(1)
+        self.f_u = MultiStepLIF(tau=2.0, detach_reset=True)
+        self.bn_m = nn.BatchNorm1d(memory_size)
+        self.f_m = MultiStepLIF(tau=2.0, detach_reset=True)
+        self.bn_h = nn.BatchNorm1d(hidden_size)
+        self.f_h = MultiStepLIF(tau=2.0, detach_reset=True)
+
+    def forward(self, x: torch.Tensor, state: SpikingLMUState | None = None,  # type: ignore[override]
+                mode: str | None = None) -> tuple[torch.Tensor, SpikingLMUState]:
+        m0, v_u, v_m, v_h = state if state is not None else (None, None, None, None)
+        u, v_u = self.f_u(self.bn_u(self.W_u(x).transpose(1, 2)), v_u, return_state=True)  # (B, 1, L)
+        m = self.memory(u.transpose(1, 2), m0, mode)  # (B, L, M), before its BatchNorm
+        m_spikes, v_m = self.f_m(self.bn_m(m.transpose(1, 2)), v_m, return_state=True)
+        h_in = self.W_h(torch.cat([m_spikes.transpose(1, 2), x], dim=-1))
+        h, v_h = self.f_h(self.bn_h(h_in.transpose(1, 2)), v_h, return_state=True)
+        return h.transpose(1, 2), SpikingLMUState(m[:, -1], v_u, v_m, v_h)
+
+
+class SpikingLMU(nn.Module):
+    """The spiking LMUFormer's token mixer (the reference's ``SLMUMs``, membrane-shortcut form) over
+    ``(B, L, dim)``: ``prev_bn`` and ``prev_lif`` turn the input into spikes, the :class:`SpikingLMUFFTCell`
+    (memory ``2 * dim`` by default, as the reference) mixes them, then a 1x1 ``proj_conv`` and ``proj_bn``. The
+    output is real-valued (the residual stream carries membrane potentials; the next layer spikes)."""
+
+    def __init__(self, dim: int, *, memory_size: int | None = None, theta: float = 128.0,
+                 mode: str = "auto") -> None:
+        super().__init__()
+        self.dim = dim
+        self.memory_size = memory_size or 2 * dim
+        self.prev_bn = nn.BatchNorm1d(dim)
+        self.prev_lif = MultiStepLIF(tau=2.0, v_threshold=0.5, detach_reset=True)
+        self.lmu = SpikingLMUFFTCell(dim, dim, self.memory_size, theta, mode=mode)
+        self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
+        self.proj_bn = nn.BatchNorm1d(dim)
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None, return_state: bool = False,
+                mode: str | None = None) -> torch.Tensor | tuple[torch.Tensor, tuple]:
+        """``state``: ``(prev_lif membrane, SpikingLMUState)`` of a previous call."""
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise UserError(f"lmu: expected input (B, L, {self.dim}), got {tuple(x.shape)}")
+        v_prev, cell_state = state if state is not None else (None, None)
+        spikes, v_prev = self.prev_lif(self.prev_bn(x.transpose(1, 2)), v_prev, return_state=True)
+        h, cell_state = self.lmu(spikes.transpose(1, 2), cell_state, mode)
+        out = self.proj_bn(self.proj_conv(h.transpose(1, 2))).transpose(1, 2)
+        return (out, (v_prev, cell_state)) if return_state else out
 
 
 @register_mixer("lmu", layout="sequence", causal=True,

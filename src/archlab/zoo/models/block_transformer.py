@@ -27,6 +27,10 @@ The first block has no previous context, so, as in the reference, it is never pr
 after the input). Attention uses archlab's ``causal_attention`` mixer (RoPE on the first ``rotary_pct`` of each
 head, GPT-NeoX's 0.25; GPT-NeoX's parallel residual ``x + attn(ln1(x)) + mlp(ln2(x))``).
 
+The paper's baseline, a vanilla decoder-only GPT-NeoX LM, is :class:`GPTNeoXLM`; :func:`vanilla_baseline` builds one
+from the same layers as a given Block Transformer's token decoder, with the depth closest in parameters
+(``benchmarks/block_decode.py`` compares their decoding throughput).
+
 Deviations from the reference: the attention's fused projection is the ``causal_attention`` mixer's ``Wqkv`` /
 ``out_proj`` (``[q | k | v]`` order) rather than GPT-NeoX's per-head interleaved ``query_key_value`` / ``dense``,
 so reference checkpoints need a key and row remapping; the block decoder has no (unused) ``embed_in``; padding
@@ -52,12 +56,14 @@ __all__ = [
     "BlockTransformer",
     "BlockTransformerState",
     "GPTNeoXBlockDecoder",
+    "GPTNeoXLM",
     "GPTNeoXLayer",
     "GPTNeoXStack",
     "GPTNeoXTokenDecoder",
     "LookupEmbedder",
     "block_main_b4_85",
     "block_transformer_tiny",
+    "vanilla_baseline",
 ]
 
 PAPER = ("Block Transformer: Global-to-Local Language Modeling for Fast Inference (Ho, Bae, Kim, Jo, Kim, "
@@ -215,6 +221,28 @@ class GPTNeoXTokenDecoder(nn.Module):
         return self.embed_out(h[:, 0]), caches
 
 
+@torch.no_grad()
+def _init_normal(model: nn.Module, std: float) -> bool:
+    """Hugging Face GPT-NeoX's init: N(0, std) linears and embeddings, zero biases. False (nothing done) on meta
+    tensors, which hold no values."""
+    if any(p.is_meta for p in model.parameters()):
+        return False
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    return True
+
+
+def _check_ids(input_ids: torch.Tensor, ndim: int, min_len: int = 1) -> None:
+    if input_ids.dim() != ndim or input_ids.dtype not in (torch.int64, torch.int32) or (
+            ndim == 2 and input_ids.shape[1] < min_len):
+        want = f"(B, L >= {min_len})" if ndim == 2 else "(B,)"
+        raise UserError(f"block_transformer: expected integer token ids {want}, got {tuple(input_ids.shape)} "
+                        f"{input_ids.dtype}")
+
+
 @dataclass
 class BlockTransformerState:
     """Decoding state: the global cache (one position per finished block, every block-decoder layer), the local
@@ -258,6 +286,10 @@ class BlockTransformer(nn.Module):
         self.expansion_ratio = expansion_ratio
         layer_kw = dict(rotary_pct=rotary_pct, rotary_emb_base=rotary_emb_base, layer_norm_eps=layer_norm_eps,
                         use_parallel_residual=use_parallel_residual)
+        # the token decoder's layer settings, for a vanilla baseline of the same layers (vanilla_baseline)
+        self.token_layer_config = dict(hidden_size=token_hidden_size, num_attention_heads=token_num_attention_heads,
+                                       intermediate_size=token_intermediate_size or 4 * token_hidden_size,
+                                       **layer_kw)
         self.embedder = LookupEmbedder(vocab_size, block_length, block_hidden_size, projection_method,
                                        embedder_hidden_size)
         self.block_decoder = GPTNeoXBlockDecoder(block_hidden_size, block_num_hidden_layers,
@@ -274,13 +306,8 @@ class BlockTransformer(nn.Module):
         # Hugging Face GPT-NeoX / LookupConfig: N(0, initializer_range) linears and embeddings, zero biases; the
         # reference's own init of the expansion layer (std = projection_hidden_size ** -0.5) and projection layer
         # (std = (hidden_size * block_length) ** -0.5). Meta tensors (shape-only builds) hold no values.
-        if self.token_decoder.embed_out.weight.is_meta:
+        if not _init_normal(self, std):
             return
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
         exp = self.token_decoder.expansion_layer
         nn.init.normal_(exp.weight, std=exp.in_channels ** -0.5)
         nn.init.zeros_(exp.bias)
@@ -289,16 +316,9 @@ class BlockTransformer(nn.Module):
             nn.init.normal_(proj.weight, std=(proj.in_channels * self.block_length) ** -0.5)
             nn.init.zeros_(proj.bias)
 
-    def _check_ids(self, input_ids: torch.Tensor, ndim: int, min_len: int = 1) -> None:
-        if input_ids.dim() != ndim or input_ids.dtype not in (torch.int64, torch.int32) or (
-                ndim == 2 and input_ids.shape[1] < min_len):
-            want = f"(B, L >= {min_len})" if ndim == 2 else "(B,)"
-            raise UserError(f"block_transformer: expected integer token ids {want}, got {tuple(input_ids.shape)} "
-                            f"{input_ids.dtype}")
-
     def forward(self, input_ids: torch.Tensor, return_state: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, BlockTransformerState]:
-        self._check_ids(input_ids, 2, self.block_length)
+        _check_ids(input_ids, 2, self.block_length)
         lb = self.block_length
         batch, length = input_ids.shape
         n_full, rem = divmod(length, lb)
@@ -323,7 +343,7 @@ class BlockTransformer(nn.Module):
         A token that completes a block is embedded and run through the block decoder (one global step); the
         local cache then restarts from the new context's prefix. Any other token is one local step.
         """
-        self._check_ids(input_ids, 1)
+        _check_ids(input_ids, 1)
         pending = torch.cat([state.pending, input_ids[:, None]], dim=1)
         if pending.shape[1] < self.block_length:
             logits, local_kv = self.token_decoder.step(input_ids, state.local_kv)
@@ -358,6 +378,75 @@ class BlockTransformer(nn.Module):
         """Greedy decoding: the prompt (at least one block) in one call, then one :meth:`step` per new token."""
         logits, state = self(input_ids, return_state=True)
         return greedy_continue(input_ids, logits, state, self.step, max_new_tokens)
+
+
+class GPTNeoXLM(nn.Module):
+    """The paper's vanilla baseline: a decoder-only GPT-NeoX language model (Hugging Face
+    ``GPTNeoXForCausalLM``'s names: ``gpt_neox.embed_in``, ``gpt_neox.layers``, ``gpt_neox.final_layer_norm``,
+    ``embed_out``), built from the same layers as the Block Transformer's decoders.
+
+    ``forward(input_ids (B, L))`` -> logits ``(B, L, V)`` (``logits[:, t]`` predicts token ``t + 1``), with the
+    per-layer KV caches when ``return_state``; :meth:`step` decodes one token per sequence. Its cache grows by one
+    position per token in every layer, where the Block Transformer's global cache grows by one per block.
+    """
+
+    def __init__(self, vocab_size: int = 256, hidden_size: int = 64, num_hidden_layers: int = 4,
+                 num_attention_heads: int = 4, intermediate_size: int | None = None, rotary_pct: float = 0.25,
+                 rotary_emb_base: float = 10000.0, layer_norm_eps: float = 1e-5, use_parallel_residual: bool = True,
+                 initializer_range: float = 0.02) -> None:
+        super().__init__()
+        if vocab_size < 1:
+            raise UserError(f"block_transformer: vocab_size must be >= 1, got {vocab_size}")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.gpt_neox = GPTNeoXStack(hidden_size, num_hidden_layers, num_attention_heads,
+                                     intermediate_size or 4 * hidden_size, vocab_size=vocab_size,
+                                     rotary_pct=rotary_pct, rotary_emb_base=rotary_emb_base,
+                                     layer_norm_eps=layer_norm_eps, use_parallel_residual=use_parallel_residual)
+        self.embed_out = nn.Linear(hidden_size, vocab_size, bias=False)
+        _init_normal(self, initializer_range)
+
+    def forward(self, input_ids: torch.Tensor, return_state: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[KVCache]]:
+        _check_ids(input_ids, 2)
+        h, caches = self.gpt_neox(self.gpt_neox.embed_in(input_ids))
+        logits = self.embed_out(h)
+        return (logits, caches) if return_state else logits
+
+    def step(self, input_ids: torch.Tensor, state: list[KVCache]) -> tuple[torch.Tensor, list[KVCache]]:
+        """Append one token per sequence ``(B,)``; returns the logits ``(B, V)`` of the next token and the caches."""
+        _check_ids(input_ids, 1)
+        h, caches = self.gpt_neox(self.gpt_neox.embed_in(input_ids[:, None]), state)
+        return self.embed_out(h[:, 0]), caches
+
+    def kv_cache_entries(self, seq_len: int) -> dict[str, int]:
+        """KV-cache size after ``seq_len`` tokens: positions per layer and cached numbers per sequence."""
+        values = 2 * len(self.gpt_neox.layers) * seq_len * self.hidden_size
+        return {"positions": seq_len, "total_values": values}
+
+    def loss(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy."""
+        logits = self(input_ids)
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1))
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """Greedy decoding: the prompt in one call, then one :meth:`step` per new token."""
+        logits, state = self(input_ids, return_state=True)
+        return greedy_continue(input_ids, logits, state, self.step, max_new_tokens)
+
+
+def vanilla_baseline(model: BlockTransformer, num_hidden_layers: int | None = None) -> GPTNeoXLM:
+    """A :class:`GPTNeoXLM` with ``model``'s token-decoder width, heads, MLP and position settings; its depth is
+    ``num_hidden_layers``, or by default the depth whose parameter count comes closest to ``model``'s."""
+    kw = dict(vocab_size=model.vocab_size, **model.token_layer_config)
+    if num_hidden_layers is not None:
+        return GPTNeoXLM(num_hidden_layers=num_hidden_layers, **kw)
+    target = sum(p.numel() for p in model.parameters())
+    with torch.device("meta"):  # the count is linear in depth: two shape-only builds give it
+        one, two = (sum(p.numel() for p in GPTNeoXLM(num_hidden_layers=n, **kw).parameters()) for n in (1, 2))
+    best = max(1, round((target - one) / (two - one)) + 1)
+    return GPTNeoXLM(num_hidden_layers=best, **kw)
 
 
 def _build(defaults: dict, kwargs: dict) -> BlockTransformer:

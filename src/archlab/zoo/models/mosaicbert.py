@@ -431,17 +431,18 @@ def mlm_mask(input_ids: torch.Tensor, *, vocab_size: int, mask_token_id: int, ml
 
 # --- published configurations --------------------------------------------------------------------------------
 
-def _build(base: BertConfig, overrides: dict) -> BertForMaskedLM:
+def build_from_config(model_cls: type[nn.Module], base: BertConfig, overrides: dict, name: str) -> nn.Module:
+    """``model_cls(base with overrides)``; an override that is not a :class:`BertConfig` field is a clear error."""
     unknown = set(overrides) - set(BertConfig.__dataclass_fields__)
     if unknown:
-        raise UserError(f"mosaicbert: unknown option(s) {', '.join(sorted(unknown))}")
-    return BertForMaskedLM(replace(base, **overrides))
+        raise UserError(f"{name}: unknown option(s) {', '.join(sorted(unknown))}")
+    return model_cls(replace(base, **overrides))
 
 
 @register_model(family="mosaicbert", paper=PAPER, input_shape=(128,), input_dtype="long")
 def mosaicbert_base(**kwargs) -> BertForMaskedLM:
     """MosaicBERT-Base (``mosaic-bert-base-uncased.yaml``): bert-base dimensions, vocab 30528, 137.4M params."""
-    return _build(BertConfig(), kwargs)
+    return build_from_config(BertForMaskedLM, BertConfig(), kwargs, "mosaicbert")
 
 
 TINY_CHAR = BertConfig(vocab_size=128, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -453,5 +454,5 @@ TINY_CHAR = BertConfig(vocab_size=128, hidden_size=128, num_hidden_layers=4, num
 def mosaicbert_tiny_char(**kwargs) -> BertForMaskedLM:
     """A tiny character-level MosaicBERT (an archlab configuration, not a published one): ids are ASCII codes
     (``0`` is padding; take e.g. ``1`` as the mask token), hidden 128, 4 layers of 4 heads, GeGLU width 256."""
-    return _build(TINY_CHAR, kwargs)
+    return build_from_config(BertForMaskedLM, TINY_CHAR, kwargs, "mosaicbert")
 
