@@ -33,6 +33,8 @@ from archlab.zoo.models.mosaicbert import (
     BertSelfOutput,
     MaskedLMOutput,
     build_from_config,
+    check_mlm_inputs,
+    init_bert_weights,
 )
 
 __all__ = ["BertForMaskedLM", "bert_base", "bert_tiny_char"]
@@ -102,15 +104,11 @@ class BertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+class BertOutput(BertSelfOutput):
+    """``LayerNorm(x + dropout(dense(mlp hidden)))``: the MLP's post-LN residual, reading ``intermediate_size``."""
 
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, in_features=config.intermediate_size)
 
 
 class BertLayer(nn.Module):
@@ -164,37 +162,15 @@ class BertForMaskedLM(nn.Module):
         self.config = config
         self.bert = BertModel(config)
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Hugging Face BertPreTrainedModel._init_weights
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(0.0, std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                module.bias.data.zero_()
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None
                 ) -> torch.Tensor | MaskedLMOutput:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int32, torch.int64):
-            raise UserError(f"bert: expected input_ids (B, S) of integer token ids, got {tuple(input_ids.shape)} "
-                            f"{input_ids.dtype}")
+        check_mlm_inputs("bert", self.config, input_ids, attention_mask, token_type_ids, labels)
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise UserError(f"bert: sequences of {input_ids.shape[1]} tokens exceed max_position_embeddings "
                             f"{self.config.max_position_embeddings}")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise UserError(f"bert: token ids must be in [0, {self.config.vocab_size}), got "
-                            f"[{int(input_ids.min())}, {int(input_ids.max())}]")
-        for other in (attention_mask, token_type_ids, labels):
-            if other is not None and other.shape != input_ids.shape:
-                raise UserError(f"bert: attention_mask / token_type_ids / labels must have the shape of input_ids "
-                                f"{tuple(input_ids.shape)}, got {tuple(other.shape)}")
         logits = self.cls(self.bert(input_ids, token_type_ids, attention_mask))
         if labels is None:
             return logits

@@ -175,9 +175,9 @@ class BertUnpadSelfAttention(nn.Module):
 class BertSelfOutput(nn.Module):
     """``LayerNorm(x + dropout(dense(attention)))``: the post-LN residual of the attention."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -334,6 +334,36 @@ class MaskedLMOutput(NamedTuple):
     logits: torch.Tensor
 
 
+@torch.no_grad()
+def init_bert_weights(module: nn.Module, std: float) -> None:
+    """Hugging Face ``BertPreTrainedModel._init_weights`` (which the reference's ``post_init()`` applies), for
+    ``model.apply``: N(0, std) linears and embeddings (zero pad row), zero biases, unit LayerNorms."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.normal_(0.0, std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.zero_()
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.fill_(1.0)
+        module.bias.zero_()
+
+
+def check_mlm_inputs(name: str, config: BertConfig, input_ids: torch.Tensor, *others: torch.Tensor | None) -> None:
+    """A one-line :class:`UserError` (prefixed ``name``) unless ``input_ids`` is ``(B, S)`` integer ids inside the
+    vocabulary and every other given tensor (attention mask, token types, labels) has its shape."""
+    if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
+        raise UserError(f"{name}: expected input_ids (B, S) of integer token ids, got {tuple(input_ids.shape)} "
+                        f"{input_ids.dtype}")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+        raise UserError(f"{name}: token ids must be in [0, {config.vocab_size}), got "
+                        f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    for other in others:
+        if other is not None and other.shape != input_ids.shape:
+            raise UserError(f"{name}: attention_mask / token_type_ids / labels must have the shape of "
+                            f"input_ids {tuple(input_ids.shape)}, got {tuple(other.shape)}")
+
+
 class BertForMaskedLM(nn.Module):
     """MosaicBERT with its MLM head. ``forward(input_ids)`` -> logits ``(B, S, vocab)``; with ``labels``
     (``-100`` where not masked) -> :class:`MaskedLMOutput`."""
@@ -344,39 +374,12 @@ class BertForMaskedLM(nn.Module):
         self.config = config
         self.bert = BertModel(config)
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Hugging Face BertPreTrainedModel._init_weights, which the reference's post_init() applies
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            module.weight.data.normal_(0.0, std)
-            if module.bias is not None:
-                module.bias.data.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.data.normal_(0.0, std)
-            if module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
-
-    def _check(self, input_ids: torch.Tensor, *others: torch.Tensor | None) -> None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
-            raise UserError(f"mosaicbert: expected input_ids (B, S) of integer token ids, got {tuple(input_ids.shape)} "
-                            f"{input_ids.dtype}")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise UserError(f"mosaicbert: token ids must be in [0, {self.config.vocab_size}), got "
-                            f"[{int(input_ids.min())}, {int(input_ids.max())}]")
-        for other in others:
-            if other is not None and other.shape != input_ids.shape:
-                raise UserError(f"mosaicbert: attention_mask / token_type_ids / labels must have the shape of "
-                                f"input_ids {tuple(input_ids.shape)}, got {tuple(other.shape)}")
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 unpad: bool = True) -> torch.Tensor | MaskedLMOutput:
-        self._check(input_ids, attention_mask, token_type_ids, labels)
+        check_mlm_inputs("mosaicbert", self.config, input_ids, attention_mask, token_type_ids, labels)
         if labels is None:
             return self.cls(self.bert(input_ids, token_type_ids, attention_mask, unpad=unpad))
         masked = labels >= 0
