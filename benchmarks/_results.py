@@ -13,3 +13,14 @@ def save_results(path: Path, args: argparse.Namespace, rows: list[dict[str, Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                 "rows": rows}, indent=2))
+
+
+def device_name(device: str) -> str:
+    """What ran a benchmark: the GPU's name for a CUDA device, else the processor."""
+    import platform
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
+    return f"{platform.processor() or platform.machine()} (torch {torch.__version__})"

@@ -23,13 +23,12 @@ paper tests its models beyond the training length).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _results import save_results  # benchmarks/ is on the path when a script runs
+from _results import device_name, save_results  # benchmarks/ is on the path when a script runs
 
 from archlab import zoo
 from archlab.data import multiquery_recall_batch, selective_copying_batch
@@ -67,6 +66,9 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[256],
                     help="length curriculum, equal shares of the time; the last is the task's length")
     ap.add_argument("--seconds", type=float, default=1200.0, help="training wall-clock per model")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="also stop after this many steps (the earlier of the two ends the run and its schedule)")
+    ap.add_argument("--device", default="cpu", help="torch device to train and score on, e.g. cuda")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -87,7 +89,7 @@ def main() -> None:
             dim = min(WIDTHS, key=lambda w: abs(count_params(build(mixer, w, args.depth, vocab)) - args.params))
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                model = build(mixer, dim, args.depth, vocab)
+                model = build(mixer, dim, args.depth, vocab).to(args.device)
                 t0 = time.perf_counter()
                 last = [t0]
 
@@ -97,7 +99,8 @@ def main() -> None:
                         print(f"  {task} {mixer} step {point['step']:5d} {point['seconds']:5.0f}s "
                               f"loss {point['loss']:.3f}", flush=True)
 
-                r = train_on_task(model, make, lengths=args.lengths, max_seconds=args.seconds, batch_size=32,
+                r = train_on_task(model, make, lengths=args.lengths, steps=args.steps, max_seconds=args.seconds,
+                                  batch_size=32,
                                   lr=args.lr, weight_decay=args.weight_decay, seed=seed,
                                   on_step=progress)
                 scores = {n: evaluate_task(model, x, y) for n, (x, y) in tests.items()}
@@ -121,7 +124,7 @@ def main() -> None:
     print()
     print(f"length {length} (curriculum {args.lengths}), {args.depth} layers + MLP 2, ~{args.params:,} params, "
           f"{args.seconds:.0f} s per model, lr {args.lr}, batch 32, {args.threads} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{device_name(args.device)}" + (f", at most {args.steps} steps" if args.steps else ""))
     longer = " | ".join(f"token accuracy at {n}" for n in args.test_lengths)
     print(f"| task | mixer | width | params | steps | token accuracy (per seed) | sequence accuracy | {longer} |")
     print("|---|---|---|---|---|---|---|" + "---|" * len(args.test_lengths))
