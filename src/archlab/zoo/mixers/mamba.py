@@ -4,7 +4,9 @@ Paper: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spac
 COLM 2024. Module and parameter names, shapes and initialisation follow state-spaces/mamba
 ``mamba_ssm/modules/mamba_simple.py`` at commit 52f57d6 (``Mamba``, ``Block``) and
 ``mamba_ssm/models/mixer_seq_simple.py`` (``MixerModel``, ``MambaLMHeadModel``, ``_init_weights``), so the
-published ``state-spaces/mamba-*`` checkpoints load with a plain ``load_state_dict``.
+published ``state-spaces/mamba-*`` checkpoints load with a plain ``load_state_dict``, as do Hugging Face's
+``state-spaces/mamba-*-hf`` ones (``backbone.embeddings``); a test loads a ``transformers`` ``MambaForCausalLM``
+and gets its logits.
 
 The selective SSM, per channel ``d`` of the inner width and state index ``n``::
 
@@ -50,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
+from archlab.zoo._checkpoint import rename_keys
 from archlab.zoo._registry import register_mixer, register_model
 from archlab.zoo.layers.decoding import greedy_continue
 
@@ -487,6 +490,14 @@ class MixerModel(nn.Module):
         self.norm_f = norm()
         for m in self.modules():
             _init_weights(m, n_layer)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # Hugging Face's MambaForCausalLM (the ``state-spaces/mamba-*-hf`` checkpoints) calls the embedding
+        # ``embeddings``; every other name is the reference's.
+        rename_keys(state_dict, prefix, {"embeddings.weight": "embedding.weight"})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, input_ids: torch.Tensor, states: list[MambaState] | None = None
                 ) -> tuple[torch.Tensor, list[MambaState]]:

@@ -6,7 +6,10 @@ Understanding", NAACL 2019. MosaicBERT (:mod:`archlab.zoo.models.mosaicbert`) co
 names here follow transformers ``models/bert/modeling_bert.py`` (``bert.embeddings.{word,position,token_type}
 _embeddings``, ``bert.encoder.layer.N.attention.self.{query,key,value}``, ``attention.output.dense``,
 ``intermediate.dense``, ``output.dense`` / ``output.LayerNorm``, ``cls.predictions``; the head is MosaicBERT's,
-whose output bias is ``cls.predictions.decoder.bias``). No Hugging Face checkpoint has been loaded into it.
+whose output bias is ``cls.predictions.decoder.bias``). A Hugging Face state dict loads as it is (the head's
+``cls.predictions.bias``, the original checkpoints' LayerNorm ``gamma`` / ``beta``, pooler and next-sentence head
+are handled on load; ``bert-base-uncased`` needs ``vocab_size=30522``); a test loads a ``transformers``
+``BertForMaskedLM`` and gets its logits.
 
 What differs from MosaicBERT, per layer (both post-LN)::
 
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
+from archlab.zoo._checkpoint import rename_keys
 from archlab.zoo._registry import register_model
 from archlab.zoo.models.mosaicbert import (
     TINY_CHAR,
@@ -163,6 +167,23 @@ class BertForMaskedLM(nn.Module):
         self.bert = BertModel(config)
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings.weight)
         self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # Hugging Face's names for the few places that differ: the head's output bias is ``cls.predictions.bias``
+        # (tied to ``decoder.bias``); the original Google checkpoints (``bert-base-uncased``) call LayerNorm's
+        # parameters ``gamma`` / ``beta`` and also hold the pre-training parts an MLM model has no use for (the
+        # pooler, the next-sentence head) and the ``position_ids`` constant, which are left out.
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix):]
+            if rest.startswith(("bert.pooler.", "cls.seq_relationship.")) or rest == "bert.embeddings.position_ids":
+                del state_dict[key]
+            elif "LayerNorm." in rest and rest.endswith((".gamma", ".beta")):
+                state_dict[key.rsplit(".", 1)[0] + (".weight" if rest.endswith("gamma") else ".bias")] = \
+                    state_dict.pop(key)
+        rename_keys(state_dict, prefix, {"cls.predictions.bias": "cls.predictions.decoder.bias"})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None

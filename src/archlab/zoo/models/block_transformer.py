@@ -31,9 +31,11 @@ The paper's baseline, a vanilla decoder-only GPT-NeoX LM, is :class:`GPTNeoXLM`;
 from the same layers as a given Block Transformer's token decoder, with the depth closest in parameters
 (``benchmarks/block_decode.py`` compares their decoding throughput).
 
-Deviations from the reference: the attention's fused projection is the ``causal_attention`` mixer's ``Wqkv`` /
-``out_proj`` (``[q | k | v]`` order) rather than GPT-NeoX's per-head interleaved ``query_key_value`` / ``dense``,
-so reference checkpoints need a key and row remapping; the block decoder has no (unused) ``embed_in``; padding
+The attention's fused projection is the ``causal_attention`` mixer's ``Wqkv`` / ``out_proj`` (``[q | k | v]``
+order) rather than GPT-NeoX's per-head interleaved ``query_key_value`` / ``dense``: a GPT-NeoX state dict (Pythia,
+Hugging Face ``GPTNeoXForCausalLM``, the reference's decoders) is converted as it loads, and ``state_dict()`` gives
+archlab's names. A test loads a ``transformers`` ``GPTNeoXForCausalLM`` into :class:`GPTNeoXLM` and gets its
+logits. Deviations from the reference: the block decoder has no (unused) ``embed_in``; padding
 blocks and ``attention_mask`` are not supported (every sequence is full); one embedding token per block
 (``n_embedding_tokens=1``, the only setting the reference's generation supports); the optional block-decoding and
 auto-encoding losses are left out.
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
+from archlab.zoo._checkpoint import rename_keys
 from archlab.zoo._registry import create_mixer, register_model
 from archlab.zoo.layers.decoding import greedy_continue
 from archlab.zoo.mixers.causal_attention import KVCache
@@ -98,11 +101,29 @@ class GPTNeoXLayer(nn.Module):
             raise UserError(f"block_transformer: rotary_pct {rotary_pct} of head size {head_size} leaves fewer than "
                             f"2 rotary channels")
         self.use_parallel_residual = use_parallel_residual
+        self.num_attention_heads = num_attention_heads
         self.input_layernorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.post_attention_layernorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.attention = create_mixer("causal_attention", hidden_size, num_heads=num_attention_heads, pos="rope",
                                       rotary_dim=rotary_ndims, rope_base=rotary_emb_base)
         self.mlp = GPTNeoXMLP(hidden_size, intermediate_size)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # GPT-NeoX checkpoints (Pythia, Hugging Face's GPTNeoXForCausalLM): ``query_key_value`` rows are
+        # ``[q_h | k_h | v_h]`` per head h, ``Wqkv``'s are ``[q | k | v]``; ``dense`` is ``out_proj``. The causal
+        # mask, ``masked_bias`` and the rotary ``inv_freq`` that older checkpoints store are constants here.
+        att = prefix + "attention."
+        for name in ("weight", "bias"):
+            fused = state_dict.pop(att + f"query_key_value.{name}", None)
+            if fused is not None:
+                per_head = fused.reshape(self.num_attention_heads, 3, -1, *fused.shape[1:])
+                state_dict[att + f"Wqkv.{name}"] = per_head.transpose(0, 1).reshape(fused.shape)
+        rename_keys(state_dict, att, {"dense.weight": "out_proj.weight", "dense.bias": "out_proj.bias"})
+        for constant in ("bias", "masked_bias", "rotary_emb.inv_freq"):
+            state_dict.pop(att + constant, None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, x: torch.Tensor, past: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         attn, cache = self.attention(self.input_layernorm(x), past, return_state=True)
@@ -405,6 +426,13 @@ class GPTNeoXLM(nn.Module):
                                      layer_norm_eps=layer_norm_eps, use_parallel_residual=use_parallel_residual)
         self.embed_out = nn.Linear(hidden_size, vocab_size, bias=False)
         _init_normal(self, initializer_range)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # transformers 5 names the head ``lm_head``; Pythia's checkpoints and transformers 4 ``embed_out``
+        rename_keys(state_dict, prefix, {"lm_head.weight": "embed_out.weight"})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, input_ids: torch.Tensor, return_state: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, list[KVCache]]:
