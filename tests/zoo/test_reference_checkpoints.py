@@ -127,7 +127,8 @@ def test_bert_loads_an_original_google_style_checkpoint():
     width = ours.config.hidden_size
     original |= {"bert.pooler.dense.weight": torch.zeros(width, width), "bert.pooler.dense.bias": torch.zeros(width),
                  "cls.seq_relationship.weight": torch.zeros(2, width), "cls.seq_relationship.bias": torch.zeros(2),
-                 "bert.embeddings.position_ids": torch.arange(ours.config.max_position_embeddings)[None]}
+                 "bert.embeddings.position_ids": torch.arange(ours.config.max_position_embeddings)[None],
+                 "bert.embeddings.token_type_ids": torch.zeros(1, ours.config.max_position_embeddings, dtype=int)}
     fresh = zoo.create_model("bert_tiny_char")
     fresh.load_state_dict(original, strict=True)
     loaded = fresh.state_dict()

@@ -173,10 +173,12 @@ class BertForMaskedLM(nn.Module):
         # Hugging Face's names for the few places that differ: the head's output bias is ``cls.predictions.bias``
         # (tied to ``decoder.bias``); the original Google checkpoints (``bert-base-uncased``) call LayerNorm's
         # parameters ``gamma`` / ``beta`` and also hold the pre-training parts an MLM model has no use for (the
-        # pooler, the next-sentence head) and the ``position_ids`` constant, which are left out.
+        # pooler, the next-sentence head) and the ``position_ids`` / ``token_type_ids`` constants, which are
+        # left out.
         for key in [k for k in state_dict if k.startswith(prefix)]:
             rest = key[len(prefix):]
-            if rest.startswith(("bert.pooler.", "cls.seq_relationship.")) or rest == "bert.embeddings.position_ids":
+            if rest.startswith(("bert.pooler.", "cls.seq_relationship.")) or rest in (
+                    "bert.embeddings.position_ids", "bert.embeddings.token_type_ids"):
                 del state_dict[key]
             elif "LayerNorm." in rest and rest.endswith((".gamma", ".beta")):
                 state_dict[key.rsplit(".", 1)[0] + (".weight" if rest.endswith("gamma") else ".bias")] = \
