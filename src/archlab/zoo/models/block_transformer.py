@@ -32,13 +32,13 @@ from the same layers as a given Block Transformer's token decoder, with the dept
 (``benchmarks/block_decode.py`` compares their decoding throughput).
 
 The attention's fused projection is the ``causal_attention`` mixer's ``Wqkv`` / ``out_proj`` (``[q | k | v]``
-order) rather than GPT-NeoX's per-head interleaved ``query_key_value`` / ``dense``: a GPT-NeoX state dict (Pythia,
-Hugging Face ``GPTNeoXForCausalLM``, the reference's decoders) is converted as it loads, and ``state_dict()`` gives
-archlab's names. A test loads a ``transformers`` ``GPTNeoXForCausalLM`` into :class:`GPTNeoXLM` and gets its
-logits. Deviations from the reference: the block decoder has no (unused) ``embed_in``; padding
-blocks and ``attention_mask`` are not supported (every sequence is full); one embedding token per block
-(``n_embedding_tokens=1``, the only setting the reference's generation supports); the optional block-decoding and
-auto-encoding losses are left out.
+order) rather than GPT-NeoX's per-head interleaved ``query_key_value`` / ``dense``: GPT-NeoX layer weights (Pythia,
+Hugging Face ``GPTNeoXForCausalLM``, the layers of the reference's decoders) are converted as they load, and
+``state_dict()`` gives archlab's names. A test loads a ``transformers`` ``GPTNeoXForCausalLM`` into
+:class:`GPTNeoXLM` and gets its logits. Deviations from the reference: the block decoder has no (unused)
+``embed_in``; padding blocks and ``attention_mask`` are not supported (every sequence is full); one embedding
+token per block (``n_embedding_tokens=1``, the only setting the reference's generation supports); the optional
+block-decoding and auto-encoding losses are left out.
 """
 
 from __future__ import annotations
