@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 def save_results(path: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -17,10 +20,6 @@ def save_results(path: Path, args: argparse.Namespace, rows: list[dict[str, Any]
 
 def device_name(device: str) -> str:
     """What ran a benchmark: the GPU's name for a CUDA device, else the processor."""
-    import platform
-
-    import torch
-
     if str(device).startswith("cuda"):
         return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
     return f"{platform.processor() or platform.machine()} (torch {torch.__version__})"

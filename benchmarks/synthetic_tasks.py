@@ -64,7 +64,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=8, help="key-value pairs per MQAR sequence")
     ap.add_argument("--lengths", type=int, nargs="+", default=[256],
-                    help="length curriculum, equal shares of the time; the last is the task's length")
+                    help="length curriculum, equal shares of the run (of the time, or of --steps if that ends "
+                         "it first); the last is the task's length")
     ap.add_argument("--seconds", type=float, default=1200.0, help="training wall-clock per model")
     ap.add_argument("--steps", type=int, default=None,
                     help="also stop after this many steps (the earlier of the two ends the run and its schedule)")

@@ -17,10 +17,6 @@ from archlab import zoo
 from archlab.zoo.models.block_transformer import GPTNeoXLM, block_transformer_tiny
 
 
-def _seeded(seed: int = 0) -> None:
-    torch.manual_seed(seed)
-
-
 def _logits(model: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
     with torch.no_grad():
         out = model(*args, **kwargs)
@@ -28,7 +24,7 @@ def _logits(model: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
 
 
 def test_mamba_lm_loads_transformers_mamba_and_matches_its_logits():
-    _seeded()
+    torch.manual_seed(0)
     cfg = transformers.MambaConfig(vocab_size=50, hidden_size=32, state_size=16, num_hidden_layers=2, expand=2,
                                    conv_kernel=4, use_mambapy=False)
     ref = transformers.MambaForCausalLM(cfg).double().eval()
@@ -45,27 +41,27 @@ def test_mamba_lm_loads_transformers_mamba_and_matches_its_logits():
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_gpt_neox_lm_loads_transformers_gpt_neox_and_matches_its_logits(parallel):
-    _seeded()
+    torch.manual_seed(0)
     cfg = transformers.GPTNeoXConfig(vocab_size=61, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=256, rotary_pct=0.25, max_position_embeddings=128,
                                      use_parallel_residual=parallel, hidden_dropout=0.0, attention_dropout=0.0)
     ref = transformers.GPTNeoXForCausalLM(cfg).double().eval()
-    ours = GPTNeoXLM(vocab_size=61, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=256, use_parallel_residual=parallel).double().eval()
+    sizes = dict(vocab_size=61, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                 use_parallel_residual=parallel)
+    ours = GPTNeoXLM(**sizes).double().eval()
     sd = ref.state_dict()
     assert "gpt_neox.layers.0.attention.query_key_value.weight" in sd
     ours.load_state_dict(sd, strict=True)
     x = torch.randint(0, 61, (2, 40))
     torch.testing.assert_close(_logits(ours, x), _logits(ref, x), atol=1e-8, rtol=0)
     # the conversion reorders rows only: saving gives archlab's names, and they load back unchanged
-    again = GPTNeoXLM(vocab_size=61, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=256, use_parallel_residual=parallel).double().eval()
+    again = GPTNeoXLM(**sizes).double().eval()
     again.load_state_dict(ours.state_dict(), strict=True)
     torch.testing.assert_close(_logits(again, x), _logits(ours, x), atol=0, rtol=0)
 
 
 def test_gpt_neox_loader_takes_pythia_style_extras_and_the_block_transformers_layers():
-    _seeded()
+    torch.manual_seed(0)
     cfg = transformers.GPTNeoXConfig(vocab_size=61, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
                                      intermediate_size=256, hidden_dropout=0.0, attention_dropout=0.0)
     sd = transformers.GPTNeoXForCausalLM(cfg).state_dict()
@@ -90,7 +86,7 @@ def test_gpt_neox_loader_takes_pythia_style_extras_and_the_block_transformers_la
 
 
 def test_bert_loads_transformers_bert_and_matches_its_logits_with_padding():
-    _seeded()
+    torch.manual_seed(0)
     ours = zoo.create_model("bert_tiny_char").double().eval()
     c = ours.config
     cfg = transformers.BertConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
@@ -114,7 +110,7 @@ def test_bert_loads_transformers_bert_and_matches_its_logits_with_padding():
 
 
 def test_bert_loads_an_original_google_style_checkpoint():
-    _seeded()
+    torch.manual_seed(0)
     ours = zoo.create_model("bert_tiny_char")
     sd = {k: v.clone() for k, v in ours.state_dict().items()}
     original = {}
