@@ -174,3 +174,20 @@ def test_bad_input_and_configuration() -> None:
         create_mixer("causal_attention", 24, pos="sinusoid")
     with pytest.raises(UserError, match="divisible"):
         create_mixer("causal_attention", 24, num_heads=5)
+
+
+@pytest.mark.parametrize("pos", POS)
+def test_attention_matrix_reproduces_the_forward(pos: str) -> None:
+    layer, x = _layer(pos), _x()
+    weights = layer.attention_matrix(x)
+    assert weights.shape == (2, 3, 11, 11)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 11, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert torch.all(weights.triu(1) == 0)  # causal: no weight on later keys
+    v = layer.Wqkv(x).split(24, dim=-1)[2].reshape(2, 11, 3, 8).transpose(1, 2)
+    out = layer.out_proj((weights @ v).transpose(1, 2).reshape(2, 11, 24))
+    torch.testing.assert_close(out, layer(x), rtol=0, atol=1e-10)
+
+
+def test_attention_matrix_rejects_a_wrong_width() -> None:
+    with pytest.raises(UserError, match="expected input"):
+        _layer("rope").attention_matrix(torch.randn(2, 5, 7, dtype=torch.float64))

@@ -120,6 +120,28 @@ class CausalSelfAttention(nn.Module):
         out = self.out_proj(out.transpose(1, 2).reshape(batch, length, self.d_model))
         return (out, KVCache(k, v)) if return_state else out
 
+    def attention_matrix(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights ``(B, n_heads, L, L)`` of a fresh sequence ``x`` ``(B, L, d_model)``.
+
+        Row ``i`` of a head holds the softmax weights query ``i`` gives keys ``0 .. i`` (zeros above the
+        diagonal), positions included, so ``forward(x)`` is ``out_proj`` of these weights times the values. This
+        is the matrix MOHAWK's stage 1 aligns a student's mixer matrix with (:mod:`archlab.compress.mohawk`).
+        """
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
+            raise UserError(f"causal_attention: expected input (B, L >= 1, {self.d_model}), got {tuple(x.shape)}")
+        length = x.shape[1]
+        q, k, _ = (self._heads(t) for t in self.Wqkv(x).split(self.d_model, dim=-1))
+        if self.rotary_emb is not None:
+            q, k = self.rotary_emb(q, k, offset=0)
+        scores = (q @ k.transpose(-1, -2)) * self.softmax_scale
+        mask = self.attn_mask(length, 0, scores.dtype, scores.device)
+        if mask is None:
+            future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        else:
+            scores = scores + mask
+        return scores.softmax(dim=-1)
+
     def step(self, x_t: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         """Decode one token: ``(B, d_model)`` or ``(B, 1, d_model)`` -> the same shape, and the grown cache."""
         squeeze = x_t.dim() == 2
