@@ -101,18 +101,14 @@ def main() -> None:
             torch.save(teacher.state_dict(), args.teacher_weights)
     teacher.eval()
 
-    model = student()
-    t0 = time.perf_counter()
-    r = train_lm(model, corpus.train, corpus.val, block_size=args.block, batch_size=args.batch,
-                 steps=args.student_steps, lr=args.lr, seed=args.seed + 3, eval_tokens=16_384)
-    rows.append(report("student from scratch", model, r.steps, time.perf_counter() - t0))
-
-    model = student()
-    transfer_weights(teacher, model)
-    t0 = time.perf_counter()
-    r = train_lm(model, corpus.train, corpus.val, block_size=args.block, batch_size=args.batch,
-                 steps=args.student_steps, lr=args.lr, seed=args.seed + 3, eval_tokens=16_384)
-    rows.append(report("teacher's weights + cross-entropy", model, r.steps, time.perf_counter() - t0))
+    for name, copy_teacher in (("student from scratch", False), ("teacher's weights + cross-entropy", True)):
+        model = student()
+        if copy_teacher:
+            transfer_weights(teacher, model)
+        t0 = time.perf_counter()
+        r = train_lm(model, corpus.train, corpus.val, block_size=args.block, batch_size=args.batch,
+                     steps=args.student_steps, lr=args.lr, seed=args.seed + 3, eval_tokens=16_384)
+        rows.append(report(name, model, r.steps, time.perf_counter() - t0))
 
     arms = [("teacher's weights + stage 3 only", (0, 0, args.student_steps)),
             ("MOHAWK stages 1 -> 2 -> 3", (*args.stage_steps, stage3))]

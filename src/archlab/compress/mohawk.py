@@ -27,7 +27,7 @@ and head); stage 3 trains the whole student. :func:`mohawk_distill` runs the thr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,7 +43,6 @@ from archlab.zoo.models.sequence import SequenceModel
 __all__ = ["STAGES", "MohawkResult", "distilled_layers", "hidden_state_alignment_loss", "knowledge_distillation_loss",
            "matrix_orientation_loss", "mohawk_distill", "teacher_hidden_states", "transfer_weights"]
 
-PAPER = ("Transformers to SSMs: Distilling Quadratic Knowledge to Subquadratic Models (Bick et al., NeurIPS 2024)")
 STAGES = ("matrix_orientation", "hidden_state_alignment", "knowledge_distillation")
 
 
@@ -112,19 +111,25 @@ def teacher_hidden_states(teacher: SequenceModel, ids: torch.Tensor) -> list[tor
     return states
 
 
+def _distilled_pairs(teacher: SequenceModel, student: SequenceModel, ids: torch.Tensor,
+                     hidden: Sequence[torch.Tensor] | None) -> Iterator[tuple[nn.Module, nn.Module, torch.Tensor]]:
+    """``(teacher layer, student layer, teacher's input to that layer)`` for every distilled layer."""
+    hidden = teacher_hidden_states(teacher, ids) if hidden is None else hidden
+    for i in distilled_layers(teacher, student):
+        yield teacher.backbone.layers[i], student.backbone.layers[i], hidden[i]
+
+
 def matrix_orientation_loss(teacher: SequenceModel, student: SequenceModel, ids: torch.Tensor,
                             hidden: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Stage 1: the sum over distilled layers of ``mean ||M_student - A_teacher||_F`` (see the module doc).
 
     ``hidden``: :func:`teacher_hidden_states` of ``ids`` when already computed.
     """
-    hidden = teacher_hidden_states(teacher, ids) if hidden is None else hidden
     total = ids.new_zeros((), dtype=torch.float32)
-    for i in distilled_layers(teacher, student):
-        t_layer, s_layer = teacher.backbone.layers[i], student.backbone.layers[i]
+    for t_layer, s_layer, h in _distilled_pairs(teacher, student, ids, hidden):
         with torch.no_grad():
-            attention = t_layer.mixer.attention_matrix(t_layer.norm(hidden[i]))
-        mixer = s_layer.mixer.mixer_matrix(s_layer.norm(hidden[i]))
+            attention = t_layer.mixer.attention_matrix(t_layer.norm(h))
+        mixer = s_layer.mixer.mixer_matrix(s_layer.norm(h))
         total = total + torch.linalg.matrix_norm(mixer - attention, ord="fro").mean()
     return total
 
@@ -132,13 +137,11 @@ def matrix_orientation_loss(teacher: SequenceModel, student: SequenceModel, ids:
 def hidden_state_alignment_loss(teacher: SequenceModel, student: SequenceModel, ids: torch.Tensor,
                                 hidden: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Stage 2: the sum over distilled layers of ``mean ||mixer_student - attention_teacher||_2`` per position."""
-    hidden = teacher_hidden_states(teacher, ids) if hidden is None else hidden
     total = ids.new_zeros((), dtype=torch.float32)
-    for i in distilled_layers(teacher, student):
-        t_layer, s_layer = teacher.backbone.layers[i], student.backbone.layers[i]
+    for t_layer, s_layer, h in _distilled_pairs(teacher, student, ids, hidden):
         with torch.no_grad():
-            target = t_layer.mixer(t_layer.norm(hidden[i]))
-        out = s_layer.mixer(s_layer.norm(hidden[i]))
+            target = t_layer.mixer(t_layer.norm(h))
+        out = s_layer.mixer(s_layer.norm(h))
         total = total + torch.linalg.vector_norm(out - target, dim=-1).mean()
     return total
 
