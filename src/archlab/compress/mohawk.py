@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
 from archlab.train._trainer import TrialFailed, _lr_at, make_adamw
+from archlab.train.distill import soft_target_kl
 from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import DiscreteMamba2
 from archlab.zoo.models.sequence import SequenceModel
@@ -151,9 +151,7 @@ def knowledge_distillation_loss(student_logits: torch.Tensor, teacher_logits: to
     if student_logits.shape != teacher_logits.shape:
         raise UserError(f"mohawk: student logits {tuple(student_logits.shape)} and teacher logits "
                         f"{tuple(teacher_logits.shape)} differ in shape")
-    s = F.log_softmax(student_logits.flatten(0, -2).float(), dim=-1)
-    t = F.log_softmax(teacher_logits.flatten(0, -2).float(), dim=-1)
-    return F.kl_div(s, t, reduction="batchmean", log_target=True)
+    return soft_target_kl(student_logits, teacher_logits)
 
 
 def _stage_loss(stage: str, teacher: SequenceModel, student: SequenceModel, ids: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
+from archlab.train.distill import soft_target_kl
 from archlab.zoo._registry import register_model
 from archlab.zoo.layers.positional import apply_rotary
 
@@ -513,10 +514,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         raise UserError(f"encdec_lm: student logits {tuple(student_logits.shape)} and teacher logits "
                         f"{tuple(teacher_logits.shape)} must cover the same positions")
     vocab = min(student_logits.shape[-1], teacher_logits.shape[-1])
-    s = student_logits[..., :vocab].reshape(-1, vocab) / temperature
-    t = teacher_logits[..., :vocab].reshape(-1, vocab) / temperature
-    kd = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
-    kd = kd * temperature ** 2
+    kd = soft_target_kl(student_logits[..., :vocab], teacher_logits[..., :vocab], temperature)
     ce_logits = student_logits if ce_logits is None else ce_logits
     ce = F.cross_entropy(ce_logits.reshape(-1, ce_logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)
     return KDLoss(alpha * kd + (1.0 - alpha) * ce, kd, ce)
