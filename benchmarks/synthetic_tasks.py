@@ -37,7 +37,10 @@ from archlab.train.seqtasks import evaluate_task, train_on_task
 
 WIDTHS = (32, 40, 48, 56, 64, 72, 80, 96, 112, 128)
 # --mixers names: a registered mixer, or a variant of one
-VARIANTS = {"gla-conv": {"mixer": "gla", "use_short_conv": True}}  # fla's short convolutions on q, k, v
+VARIANTS = {"gla-conv": {"mixer": "gla", "use_short_conv": True},  # fla's short convolutions on q, k, v
+            "mamba-mimetic": {"mixer": "mamba", "mimetic": True},  # Trockman et al.'s initialisation
+            # ... with the convolution starting as a positive sum of the current and previous token
+            "mamba-mimetic-shift": {"mixer": "mamba", "mimetic": True, "mimetic_conv_shift": 0.5}}
 TEST_SEED = 10_000
 
 

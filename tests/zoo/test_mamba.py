@@ -1,7 +1,8 @@
 """Mamba: the chunked scan equals the sequential reference scan (values, gradients, last state, strong decay);
 state carried across calls and step() decoding equal one long call; the block is causal; names, shapes and
 init follow state-spaces/mamba ``mamba_simple.py`` @ 52f57d6 and ``mixer_seq_simple.py``; bad input is a
-UserError; a small Mamba LM learns selective copying."""
+UserError; a small Mamba LM learns selective copying; the mimetic initialisation starts the SSM as causal linear
+attention that remembers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from archlab.zoo.mixers.mamba import (
     MambaLMHeadModel,
     causal_depthwise_conv,
     default_chunk_size,
+    mimetic_init_,
     selective_scan_chunked,
     selective_scan_ref,
 )
@@ -218,6 +220,91 @@ def test_initialisation_follows_the_reference() -> None:
     torch.testing.assert_close(floored, torch.full_like(floored, 1e-4), rtol=1e-4, atol=0)
     const = Mamba(32, dt_init="constant", dt_scale=2.0)
     assert torch.all(const.dt_proj.weight == 2.0 * 2 ** -0.5)
+
+
+def test_mimetic_initialisation_changes_only_a_and_the_c_projection() -> None:
+    torch.manual_seed(0)
+    ref = Mamba(48)
+    torch.manual_seed(0)
+    mim = Mamba(48, mimetic=True)
+    r, n = mim.dt_rank, mim.d_state
+    changed = {k for k, v in mim.state_dict().items() if not torch.equal(v, ref.state_dict()[k])}
+    assert changed == {"A_log", "x_proj.weight"}
+    w = mim.x_proj.weight
+    assert torch.equal(w[:r + n], ref.x_proj.weight[:r + n]) and torch.equal(w[r + n:], w[r:r + n])
+    A = -torch.exp(mim.A_log.detach())
+    torch.testing.assert_close(A, (-0.01 * torch.arange(1, n + 1) / n).expand(96, n))
+    # the in-place form equals the constructor flag; a_scale sets the largest |A|
+    torch.manual_seed(0)
+    in_place = mimetic_init_(Mamba(48)).state_dict()
+    assert all(torch.equal(v, in_place[k]) for k, v in mim.state_dict().items())
+    assert torch.exp(mimetic_init_(Mamba(16), a_scale=0.5).A_log).max().item() == pytest.approx(0.5)
+    # conv_shift: the taps on the current and previous token become |w| + shift, nothing else changes
+    torch.manual_seed(0)
+    shifted = Mamba(48, mimetic=True, mimetic_conv_shift=0.5)
+    changed = {k for k, v in shifted.state_dict().items() if not torch.equal(v, mim.state_dict()[k])}
+    assert changed == {"conv1d.weight"}
+    w, w0 = shifted.conv1d.weight[:, 0], ref.conv1d.weight[:, 0]
+    torch.testing.assert_close(w[:, -2:], w0[:, -2:].abs() + 0.5)
+    assert torch.equal(w[:, :-2], w0[:, :-2])
+    with pytest.raises(UserError, match="mimetic_init_: expected a Mamba"):
+        mimetic_init_(torch.nn.Linear(4, 4))
+    with pytest.raises(UserError, match="a_scale"):
+        mimetic_init_(Mamba(16), a_scale=0.0)
+    with pytest.raises(UserError, match="conv_shift must be >= 0"):
+        mimetic_init_(Mamba(16), conv_shift=-1.0)
+    with pytest.raises(UserError, match="d_conv >= 2"):
+        mimetic_init_(Mamba(16, d_conv=1), conv_shift=0.5)
+    with pytest.raises(UserError, match="set mimetic=True"):
+        Mamba(16, mimetic_conv_shift=0.5)
+
+
+def _ssm_against_linear_attention(mixer: Mamba, x: torch.Tensor) -> float:
+    """Relative distance of the block's SSM output (before D and the gate) from causal linear attention with
+    queries C, keys B, values delta * u and no decay."""
+    u, _, dt, B, C, _ = (t.transpose(1, 2) for t in mixer.ssm_inputs(x))  # (B, ., L), the scan's layout
+    y = selective_scan_ref(u, dt, -torch.exp(mixer.A_log), B, C, delta_bias=mixer.dt_proj.bias,
+                           delta_softplus=True)
+    delta = F.softplus(dt + mixer.dt_proj.bias[:, None])
+    scores = torch.einsum("bnt,bns->bts", C, B).tril()  # (B, L, L): C_t . B_s for s <= t
+    attention = torch.einsum("bts,bds->bdt", scores, delta * u)
+    return ((y - attention).norm() / attention.norm()).item()
+
+
+def test_mimetic_start_is_causal_linear_attention_that_remembers() -> None:
+    # Trockman et al.: with A near zero and C tied to B, the SSM over 256 steps is (almost exactly) linear
+    # attention whose scores C_t . B_s form a positive semi-definite Gram matrix; the reference start is not
+    x = torch.randn(2, 256, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        mim = Mamba(32, mimetic=True).double()
+        torch.manual_seed(0)
+        ref = Mamba(32).double()
+        assert _ssm_against_linear_attention(mim, x) < 0.06
+        assert _ssm_against_linear_attention(ref, x) > 0.5
+        _, _, _, B, C, _ = mim.ssm_inputs(x)
+        gram = C @ B.transpose(1, 2)
+        torch.testing.assert_close(gram, gram.transpose(1, 2))
+        assert torch.linalg.eigvalsh(gram).min() > -1e-9 * gram.abs().max()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mimetic_conv_shift_matches_a_query_to_the_position_after_its_key(seed: int) -> None:
+    # the induction pattern: token k at position 4, its value at 5, k asked again at 11. With the shifted
+    # convolution the query's C scores position 5's B well above the others from the start; without it, not
+    x = torch.randn(256, 12, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x[:, 11] = x[:, 4]
+
+    def margin(conv_shift: float) -> float:
+        torch.manual_seed(seed)
+        mixer = Mamba(32, mimetic=True, mimetic_conv_shift=conv_shift).double()
+        with torch.no_grad():
+            _, _, _, B, C, _ = mixer.ssm_inputs(x)
+        scores = torch.einsum("bn,bsn->bs", C[:, 11], B)
+        others = scores[:, [0, 1, 2, 3, 6, 7, 8, 9]]
+        return ((scores[:, 5] - others.mean(1)) / others.std(1)).mean().item()
+
+    assert margin(0.5) > 0.8 and abs(margin(0.0)) < 0.5
 
 
 def test_bad_configuration_and_input_raise_user_errors() -> None:

@@ -36,6 +36,18 @@ pieces of any length, and mixed with :meth:`Mamba.step`. States are returned as 
 place (the reference's ``InferenceParams`` cache is updated in place; this functional form is also what ONNX
 tracing needs).
 
+Mimetic initialisation (``Mamba(..., mimetic=True)`` or :func:`mimetic_init_`): Trockman, Harutyunyan, Kolter,
+Kumar & Bhojanapalli, "Mimetic Initialization Helps State Space Models Learn to Recall" (2024). Read as linear
+attention, the block's SSM gives output ``t`` the sum over ``s <= t`` of ``(C_t . B_s) * exp(sum delta * A) *
+delta_s x_s``: ``C`` plays the query, ``B`` the key and the decay a causal mask. Recall is hard to learn from the
+reference initialisation, whose ``A = -(n + 1)`` lets most of the state decay within tens of steps and whose
+random ``C`` and ``B`` projections are unrelated. The mimetic start makes the SSM begin as linear attention that
+remembers: ``A`` near zero and ``C``'s rows of ``x_proj`` equal to ``B``'s, so that ``C_t . B_s`` is a positive
+semi-definite similarity of positions ``t`` and ``s``, as ``W_Q W_K^T`` is close to a positive identity in trained
+attention. Everything else keeps the reference initialisation. The size of ``A`` (``a_scale = 0.01``: at
+``delta = 0.1`` at most 0.1 % of the state decays per step) is archlab's choice from short multi-query recall
+probes (``benchmarks/synthetic_tasks.py``, BENCHMARKS.md), not a constant copied from the paper.
+
 Not implemented from the reference: the fused CUDA/Triton kernels (``mamba_inner_fn``, ``causal_conv1d``),
 complex-valued ``A``, input-independent ``B``/``C`` in the scans, and the LM's ``residual_in_fp32`` /
 ``fused_add_norm`` options (GPU speed options that do not change parameters; the residual stays in the model's
@@ -62,6 +74,7 @@ __all__ = [
     "MambaLMHeadModel",
     "MambaState",
     "MixerModel",
+    "mimetic_init_",
     "selective_scan_chunked",
     "selective_scan_ref",
 ]
@@ -278,13 +291,16 @@ class Mamba(nn.Module):
     """The Mamba block (mixer) on ``(B, L, d_model)`` sequences; names and init as the reference's ``Mamba``.
 
     ``scan`` picks the training form: ``"chunked"`` (default) or ``"sequential"`` (:func:`selective_scan_ref`);
-    both give the same outputs. ``chunk_size=None`` uses ``ceil(sqrt(L))``.
+    both give the same outputs. ``chunk_size=None`` uses ``ceil(sqrt(L))``. ``mimetic=True`` starts from
+    :func:`mimetic_init_` instead of the reference's ``A`` and ``C`` projection (for learning recall from scratch),
+    with ``mimetic_conv_shift`` as its ``conv_shift``.
     """
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
                  dt_rank: int | str = "auto", dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random",
                  dt_scale: float = 1.0, dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False,
                  layer_idx: int | None = None, scan: str = "chunked", chunk_size: int | None = None,
+                 mimetic: bool = False, mimetic_conv_shift: float = 0.0,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if d_model < 1 or d_state < 1 or d_conv < 1 or expand <= 0 or int(expand * d_model) < 1:
@@ -338,6 +354,10 @@ class Mamba(nn.Module):
         self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+        if mimetic:
+            mimetic_init_(self, conv_shift=mimetic_conv_shift)
+        elif mimetic_conv_shift:
+            raise UserError("mamba: mimetic_conv_shift is a part of the mimetic initialisation; set mimetic=True")
 
     def _check_input(self, x: torch.Tensor, ndim: int) -> None:
         if x.ndim != ndim or x.shape[-1] != self.d_model:
@@ -350,16 +370,9 @@ class Mamba(nn.Module):
         With ``return_state=True`` returns ``(out, state_after_last_token)``.
         """
         self._check_input(hidden_states, 3)
-        x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
-        x = x.transpose(1, 2)  # (B, d_inner, L) for the depthwise convolution
-        history = None
         if state is not None:
-            self._check_state(state, x.shape[0])
-            history = state.conv_state.to(x.dtype)
-        conv_out, conv_state = causal_conv_with_history(x, history, self.conv1d)
-        x = self.act(conv_out).transpose(1, 2)  # (B, L, d_inner)
-        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan, as in the reference
+            self._check_state(state, hidden_states.shape[0])
+        x, z, dt, B, C, conv_state = self.ssm_inputs(hidden_states, None if state is None else state.conv_state)
         A = -torch.exp(_at_least_f32(self.A_log))
         h0 = None if state is None else state.ssm_state
         if self.scan == "chunked":
@@ -374,6 +387,18 @@ class Mamba(nn.Module):
         if not return_state:
             return out
         return out, MambaState(conv_state, last.to(self._state_dtype(hidden_states)))
+
+    def ssm_inputs(self, hidden_states: torch.Tensor, conv_history: torch.Tensor | None = None):
+        """The selective scan's inputs for ``(B, L, d_model)`` input, all ``(B, L, .)``: ``(u, z, dt, B, C,
+        conv_state)``, with ``dt`` before its bias and softplus (``conv_history``: a state's ``conv_state``)."""
+        x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
+        history = None if conv_history is None else conv_history.to(x.dtype)
+        # (B, d_inner, L) for the depthwise convolution
+        conv_out, conv_state = causal_conv_with_history(x.transpose(1, 2), history, self.conv1d)
+        x = self.act(conv_out).transpose(1, 2)  # (B, L, d_inner)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan, as in the reference
+        return x, z, dt, B, C, conv_state
 
     def _state_dtype(self, x: torch.Tensor) -> torch.dtype:
         return _compute_dtype(x, self.A_log)
@@ -422,6 +447,40 @@ class Mamba(nn.Module):
         ssm = torch.zeros(batch_size, self.d_inner, self.d_state, device=device,
                           dtype=dtype or _compute_dtype(self.dt_proj.weight, self.A_log))
         return MambaState(conv, ssm)
+
+
+MIMETIC_A_SCALE = 0.01  # A[d, n] = -0.01 (n + 1) / d_state: at most 1e-3 of decay per step at delta = 0.1
+
+
+def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: float = 0.0) -> Mamba:
+    """Re-initialise ``mixer`` in place to start as linear attention that remembers (Trockman et al., 2024).
+
+    ``A[d, n] = -a_scale * (n + 1) / d_state`` (the reference's S4D-Real ordering, shrunk into ``(0, a_scale]``)
+    and ``x_proj``'s ``C`` rows set equal to its ``B`` rows. ``conv_shift > 0`` (archlab's addition, not the
+    paper's; 0 by default) also makes the convolution's taps on the current and the previous token positive,
+    ``|w| + conv_shift``, so that a position's ``B`` starts with the previous token's features as well as its own:
+    the key a value follows then meets the same key's ``C`` when it is asked, as H3's shift SSM arranges.
+    ``dt_proj``, ``in_proj``, ``out_proj``, ``D``, the other taps and ``x_proj``'s delta and ``B`` rows are left
+    as they are. Returns ``mixer``.
+    """
+    if not isinstance(mixer, Mamba):
+        raise UserError(f"mimetic_init_: expected a Mamba mixer, got {type(mixer).__name__}")
+    if not a_scale > 0:
+        raise UserError(f"mimetic_init_: a_scale must be > 0, got {a_scale}")
+    if not conv_shift >= 0:
+        raise UserError(f"mimetic_init_: conv_shift must be >= 0, got {conv_shift}")
+    if conv_shift and mixer.d_conv < 2:
+        raise UserError("mimetic_init_: conv_shift needs d_conv >= 2 (a tap on the previous token)")
+    r, n = mixer.dt_rank, mixer.d_state
+    with torch.no_grad():
+        a = torch.arange(1, n + 1, dtype=torch.float32, device=mixer.A_log.device) * (a_scale / n)
+        mixer.A_log.copy_(torch.log(a).expand_as(mixer.A_log))
+        mixer.x_proj.weight[r + n:] = mixer.x_proj.weight[r:r + n]
+        if conv_shift:
+            # the causal convolution's last tap reads the current token, the one before it the previous token
+            taps = mixer.conv1d.weight[:, 0, -2:]
+            taps.copy_(taps.abs() + conv_shift)
+    return mixer
 
 
 @register_mixer("mamba", layout="sequence", causal=True, paper=PAPER)
