@@ -147,10 +147,8 @@ def hidden_state_alignment_loss(teacher: SequenceModel, student: SequenceModel, 
 
 
 def knowledge_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Stage 3: ``KL(softmax(teacher) || softmax(student))`` per position, averaged over ``(B, L)`` positions."""
-    if student_logits.shape != teacher_logits.shape:
-        raise UserError(f"mohawk: student logits {tuple(student_logits.shape)} and teacher logits "
-                        f"{tuple(teacher_logits.shape)} differ in shape")
+    """Stage 3: ``KL(softmax(teacher) || softmax(student))`` per position, averaged over ``(B, L)`` positions
+    (logits of different shapes are a UserError, from :func:`~archlab.train.distill.soft_target_kl`)."""
     return soft_target_kl(student_logits, teacher_logits)
 
 

@@ -98,10 +98,13 @@ class CausalSelfAttention(nn.Module):
         # query i sits at position offset + i and sees keys 0 .. offset + i (is_causal would align top-left)
         return torch.arange(k_len, device=device)[None, :] <= torch.arange(offset, k_len, device=device)[:, None]
 
-    def forward(self, x: torch.Tensor, state: KVCache | None = None,
-                return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
             raise UserError(f"causal_attention: expected input (B, L >= 1, {self.d_model}), got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor, state: KVCache | None = None,
+                return_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+        self._check_input(x)
         batch, length, _ = x.shape
         q, k, v = (self._heads(t) for t in self.Wqkv(x).split(self.d_model, dim=-1))
         offset = 0
@@ -127,8 +130,7 @@ class CausalSelfAttention(nn.Module):
         diagonal), positions included, so ``forward(x)`` is ``out_proj`` of these weights times the values. This
         is the matrix MOHAWK's stage 1 aligns a student's mixer matrix with (:mod:`archlab.compress.mohawk`).
         """
-        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
-            raise UserError(f"causal_attention: expected input (B, L >= 1, {self.d_model}), got {tuple(x.shape)}")
+        self._check_input(x)
         length = x.shape[1]
         q, k, _ = (self._heads(t) for t in self.Wqkv(x).split(self.d_model, dim=-1))
         if self.rotary_emb is not None:

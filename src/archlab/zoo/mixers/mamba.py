@@ -389,8 +389,9 @@ class Mamba(nn.Module):
         return out, MambaState(conv_state, last.to(self._state_dtype(hidden_states)))
 
     def ssm_inputs(self, hidden_states: torch.Tensor, conv_history: torch.Tensor | None = None):
-        """The selective scan's inputs for ``(B, L, d_model)`` input, all ``(B, L, .)``: ``(u, z, dt, B, C,
-        conv_state)``, with ``dt`` before its bias and softplus (``conv_history``: a state's ``conv_state``)."""
+        """The selective scan's inputs for ``(B, L, d_model)`` input: ``(u, z, dt, B, C)``, each ``(B, L, .)``, with
+        ``dt`` before its bias and softplus, then the convolution's new ``conv_state`` (``conv_history``: a state's
+        ``conv_state``)."""
         x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
         history = None if conv_history is None else conv_history.to(x.dtype)
         # (B, d_inner, L) for the depthwise convolution
