@@ -15,7 +15,9 @@ the task's length), and scored on 1,000 test sequences of the full length drawn 
   later on; vocabulary 64, chance 1/32).
 
 The trained models are also scored on longer sequences (``--test-lengths``, default 512 and 1,024: the Mamba
-paper tests its models beyond the training length).
+paper tests its models beyond the training length). For MQAR each run also records its accuracy by query (the
+first, second, .. key asked) beside what answering by elimination would score (:func:`archlab.train.seqtasks.
+recall_profile`): a model that has learned no key-value binding can still reach about 34 % that way.
 
     python benchmarks/synthetic_tasks.py --tasks selective-copying mqar --seconds 1200 --lengths 64 128 256
 """
@@ -33,14 +35,20 @@ from _results import device_name, save_results  # benchmarks/ is on the path whe
 from archlab import zoo
 from archlab.data import multiquery_recall_batch, selective_copying_batch
 from archlab.measure import count_params
-from archlab.train.seqtasks import evaluate_task, train_on_task
+from archlab.train.seqtasks import evaluate_task, predict, recall_profile, train_on_task
 
 WIDTHS = (32, 40, 48, 56, 64, 72, 80, 96, 112, 128)
 # --mixers names: a registered mixer, or a variant of one
 VARIANTS = {"gla-conv": {"mixer": "gla", "use_short_conv": True},  # fla's short convolutions on q, k, v
             "mamba-mimetic": {"mixer": "mamba", "mimetic": True},  # Trockman et al.'s initialisation
             # ... with the convolution starting as a positive sum of the current and previous token
-            "mamba-mimetic-shift": {"mixer": "mamba", "mimetic": True, "mimetic_conv_shift": 0.5}}
+            "mamba-mimetic-shift": {"mixer": "mamba", "mimetic": True, "mimetic_conv_shift": 0.5},
+            # ... with B keyed by the previous token and C by the current one (B_s = C_{s-1} at the start)
+            "mamba-mimetic-keys": {"mixer": "mamba", "mimetic": True, "mimetic_shifted_keys": True},
+            # the shifted convolution with a larger state (the key dimension of the linear attention it starts
+            # as); the width comes down to keep the parameters
+            **{f"mamba-mimetic-shift-n{n}": {"mixer": "mamba", "mimetic": True, "mimetic_conv_shift": 0.5,
+                                             "d_state": n} for n in (32, 64, 128)}}
 TEST_SEED = 10_000
 
 
@@ -118,6 +126,9 @@ def main() -> None:
                        "longer": {n: {"token_accuracy": a, "sequence_accuracy": b} for n, (a, b) in scores.items()
                                   if n != length},
                        "train_tokens_per_s": r.train_tokens_per_s,
+                       # MQAR: accuracy by query (1st .. last key asked) against answering by elimination
+                       **({"recall_profile": recall_profile(predict(model, tests[length][0]), tests[length][1])}
+                          if task == "mqar" else {}),
                        "seconds": time.perf_counter() - t0,
                        "loss_curve": [(p["step"], round(p["loss"], 4)) for p in r.curve]}
                 rows.append(row)
@@ -125,6 +136,12 @@ def main() -> None:
                       f"{r.steps:5d} token acc {token_acc:.3f} sequence acc {seq_acc:.3f} "
                       f"({row['seconds']:.0f}s); longer: "
                       + ", ".join(f"{n}: {a:.3f}" for n, (a, _) in scores.items() if n != length), flush=True)
+                if "recall_profile" in row:
+                    profile = row["recall_profile"]
+                    print("  accuracy by query (1st .. last key asked): "
+                          + " ".join(f"{a:.2f}" for a in profile["accuracy_by_query"]) + "; by elimination: "
+                          + " ".join(f"{a:.2f}" for a in profile["elimination_accuracy"])
+                          + f"; answers among the values not asked yet: {profile['among_unasked']:.3f}", flush=True)
     print()
     print(f"length {length} (curriculum {args.lengths}), {args.depth} layers + MLP 2, ~{args.params:,} params, "
           f"{args.seconds:.0f} s per model, lr {args.lr}, batch 32, {args.threads} threads, "

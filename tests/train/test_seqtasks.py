@@ -1,5 +1,6 @@
 """Sequence-output tasks: answers scored only where they are asked, a curriculum trains every length in order,
-a tiny model learns selective copying from the generated stream, and bad input gets a clear error."""
+a tiny model learns selective copying from the generated stream, the recall profile tells recall from
+elimination, and bad input gets a clear error."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 from archlab import zoo
 from archlab.data import multiquery_recall_batch, selective_copying_batch
 from archlab.errors import UserError
-from archlab.train.seqtasks import evaluate_task, train_on_task
+from archlab.train.seqtasks import evaluate_task, predict, recall_profile, train_on_task
 
 
 class _Echo(nn.Module):
@@ -37,6 +38,47 @@ def test_evaluate_task_scores_only_the_answer_positions() -> None:
         y[i, p] = (y[i, p] + 1 - 8) % 8 + 8
     token, whole = evaluate_task(_Echo(16), x, y)
     assert token == pytest.approx(75 / 80) and whole == pytest.approx(15 / 20)
+
+
+def _eliminate(y: torch.Tensor, choose) -> torch.Tensor:
+    """Predictions that answer each query with ``choose(values not asked yet, values asked before)``."""
+    pred = torch.zeros_like(y)
+    for b in range(len(y)):
+        where = (y[b] != -100).nonzero().flatten().tolist()
+        values = y[b, where].tolist()
+        for k, p in enumerate(where):
+            pred[b, p] = choose(values[k:], values[:k])
+    return pred
+
+
+def test_recall_profile_tells_recall_from_elimination() -> None:
+    x, y = multiquery_recall_batch(3000, length=64, n_pairs=8, vocab=64, seed=0)
+    # the echo oracle recalls every answer
+    recall = recall_profile(predict(_Echo(64), x, batch_size=512), y)
+    assert recall["accuracy_by_query"] == [1.0] * 8 and recall["among_unasked"] == 1.0
+    # answering with the smallest value not asked yet: always among the unasked, right as often as a uniform
+    # guess among them (the order of asking is random), 1/8 for the first query up to 1 for the last
+    eliminate = recall_profile(_eliminate(y, lambda unasked, asked: min(unasked)), y)
+    assert eliminate["among_unasked"] == 1.0
+    assert eliminate["elimination_accuracy"] == pytest.approx([1 / (8 - k) for k in range(8)])
+    np.testing.assert_allclose(eliminate["accuracy_by_query"], eliminate["elimination_accuracy"], atol=0.03)
+    # the evaluation's token accuracy is the mean over query positions when every sequence asks 8
+    token, _ = evaluate_task(_Echo(64), x[:50], y[:50])
+    assert token == pytest.approx(np.mean(recall_profile(predict(_Echo(64), x[:50]), y[:50])["accuracy_by_query"]))
+    # repeating the previous answer (the first query: a value never in the sequence) is never among the unasked
+    repeat = recall_profile(_eliminate(y, lambda unasked, asked: asked[-1] if asked else 0), y)
+    assert repeat["among_unasked"] == 0.0 and repeat["accuracy_by_query"] == [0.0] * 8
+    with pytest.raises(UserError, match="one shape"):
+        recall_profile(y[:, :10], y)
+    uneven = y.clone()
+    uneven[0, (uneven[0] != -100).nonzero()[0]] = -100
+    with pytest.raises(UserError, match="same number of answers"):
+        recall_profile(y, uneven)
+    twice = torch.tensor([[5, -100, 5]])
+    with pytest.raises(UserError, match="each value once"):
+        recall_profile(twice, twice)
+    with pytest.raises(UserError, match="expected ids"):
+        predict(_Echo(64), x[0])
 
 
 def test_a_block_of_answers_belongs_to_the_last_positions() -> None:

@@ -2,7 +2,7 @@
 state carried across calls and step() decoding equal one long call; the block is causal; names, shapes and
 init follow state-spaces/mamba ``mamba_simple.py`` @ 52f57d6 and ``mixer_seq_simple.py``; bad input is a
 UserError; a small Mamba LM learns selective copying; the mimetic initialisation starts the SSM as causal linear
-attention that remembers."""
+attention that remembers, and its shifted keys key each position by the token before it."""
 
 from __future__ import annotations
 
@@ -259,6 +259,40 @@ def test_mimetic_initialisation_changes_only_a_and_the_c_projection() -> None:
         Mamba(16, mimetic_conv_shift=0.5)
 
 
+def test_mimetic_shifted_keys_key_each_position_by_the_token_before_it() -> None:
+    torch.manual_seed(0)
+    mim = Mamba(32, mimetic=True)
+    torch.manual_seed(0)
+    keyed = Mamba(32, mimetic=True, mimetic_shifted_keys=True).double()
+    changed = {k for k, v in keyed.state_dict().items() if not torch.equal(v.float(), mim.state_dict()[k])}
+    assert changed == {"in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight"}
+    d, r, n, half = keyed.d_inner, keyed.dt_rank, keyed.d_state, keyed.d_inner // 2
+    # the gate's half of in_proj and x_proj's delta rows stay; the previous-token channels copy the current ones
+    assert torch.equal(keyed.in_proj.weight[d:].float(), mim.in_proj.weight[d:])
+    assert torch.equal(keyed.x_proj.weight[:r].float(), mim.x_proj.weight[:r])
+    assert torch.equal(keyed.in_proj.weight[half:d], keyed.in_proj.weight[:half])
+    # B reads only the previous-token channels, C only the current-token ones
+    assert not keyed.x_proj.weight[r:r + n, :half].any() and not keyed.x_proj.weight[r + n:, half:].any()
+    x = torch.randn(3, 20, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        u, _, _, B, C, _ = keyed.ssm_inputs(x)
+    # u: the current token on the first half of the channels, the previous token on the second
+    torch.testing.assert_close(u[:, 1:, half:], u[:, :-1, :half])
+    # B at each position is C at the position before; the first position has no previous token
+    torch.testing.assert_close(B[:, 1:], C[:, :-1])
+    assert B[:, 0].abs().max().item() == 0.0 and C.abs().mean().item() > 0.01
+    # the same start in place; it is one or the other of the two convolution starts
+    torch.manual_seed(0)
+    in_place = mimetic_init_(Mamba(32), shifted_keys=True).state_dict()
+    assert all(torch.equal(v, in_place[k]) for k, v in keyed.float().state_dict().items())
+    with pytest.raises(UserError, match="pick one"):
+        mimetic_init_(Mamba(16), conv_shift=0.5, shifted_keys=True)
+    with pytest.raises(UserError, match="d_conv >= 2"):
+        mimetic_init_(Mamba(16, d_conv=1), shifted_keys=True)
+    with pytest.raises(UserError, match="set mimetic=True"):
+        Mamba(16, mimetic_shifted_keys=True)
+
+
 def _ssm_against_linear_attention(mixer: Mamba, x: torch.Tensor) -> float:
     """Relative distance of the block's SSM output (before D and the gate) from causal linear attention with
     queries C, keys B, values delta * u and no decay."""
@@ -289,22 +323,25 @@ def test_mimetic_start_is_causal_linear_attention_that_remembers() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mimetic_conv_shift_matches_a_query_to_the_position_after_its_key(seed: int) -> None:
+def test_mimetic_shifted_starts_match_a_query_to_the_position_after_its_key(seed: int) -> None:
     # the induction pattern: token k at position 4, its value at 5, k asked again at 11. With the shifted
     # convolution the query's C scores position 5's B well above the others from the start; without it, not
     x = torch.randn(256, 12, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     x[:, 11] = x[:, 4]
 
-    def margin(conv_shift: float) -> float:
+    def margin(**start) -> float:
         torch.manual_seed(seed)
-        mixer = Mamba(32, mimetic=True, mimetic_conv_shift=conv_shift).double()
+        mixer = Mamba(32, mimetic=True, **start).double()
         with torch.no_grad():
             _, _, _, B, C, _ = mixer.ssm_inputs(x)
         scores = torch.einsum("bn,bsn->bs", C[:, 11], B)
         others = scores[:, [0, 1, 2, 3, 6, 7, 8, 9]]
         return ((scores[:, 5] - others.mean(1)) / others.std(1)).mean().item()
 
-    assert margin(0.5) > 0.8 and abs(margin(0.0)) < 0.5
+    shifted = margin(mimetic_conv_shift=0.5)
+    assert shifted > 0.8 and abs(margin()) < 0.5
+    # the shifted keys' exact lookup stands out further still (about 3.5 standard deviations)
+    assert margin(mimetic_shifted_keys=True) > max(2.5, shifted + 1.0)
 
 
 def test_bad_configuration_and_input_raise_user_errors() -> None:

@@ -11,6 +11,11 @@ the model cannot memorise a fixed training set. :func:`archlab.data.selective_co
 turn (the last is the task's length). A recurrent model applies the same update at every position, so what it
 learns on short sequences carries to long ones, and a short step is cheaper; the final stage trains at the full
 length, which the scores are measured at.
+
+:func:`recall_profile` tells *how* a model answers multi-query recall: its accuracy for the first, second, ..
+key asked, and how often its answer is one of the pair values not asked yet. A model that has learned no
+key-value binding can still beat chance by elimination (answering with a value it has seen in a pair but not yet
+as an answer): its accuracy then follows ``1 / (values left)``, 1/8, 1/7, .., 1 for 8 pairs, about 34 % overall.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from archlab.errors import UserError
 from archlab.train._trainer import seed_everything
 from archlab.train.lm import _logits, fit_token_targets
 
-__all__ = ["TaskBatch", "TaskResult", "evaluate_task", "train_on_task"]
+__all__ = ["TaskBatch", "TaskResult", "evaluate_task", "predict", "recall_profile", "train_on_task"]
 
 # (n, rng, length) -> (x (n, length) int64 ids, y targets: (n, length), or (n, k) for the last k positions)
 TaskBatch = Callable[[int, np.random.Generator, int], tuple[torch.Tensor, torch.Tensor]]
@@ -54,27 +59,67 @@ def _targets_for(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_task(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> tuple[float, float]:
-    """``(token accuracy, sequence accuracy)``: the fraction of answer positions (targets other than ``-100``)
-    predicted right by the arg-max, and the fraction of sequences with every answer right; evaluation mode."""
-    y = _targets_for(x, y)
-    if not (y != -100).any():
-        raise UserError("seqtasks: the targets hold no answer position (all -100)")
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The model's arg-max token at every position of ids ``x`` ``(B, L)``: ``(B, L)`` int64 on the CPU, computed
+    in evaluation mode, ``batch_size`` sequences at a time, on the model's device."""
+    if x.ndim != 2:
+        raise UserError(f"seqtasks: expected ids (B, L), got {tuple(x.shape)}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
-    right = total = whole = 0
     try:
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            mask = yb != -100
-            hit = (_logits(model, xb).argmax(-1) == yb) & mask
-            right += int(hit.sum())
-            total += int(mask.sum())
-            whole += int((hit.sum(1) == mask.sum(1)).sum())
+        return torch.cat([_logits(model, x[i:i + batch_size].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
-    return right / total, whole / len(x)
+
+
+def _answer_mask(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    y = _targets_for(x, y)
+    mask = y != -100
+    if not mask.any():
+        raise UserError("seqtasks: the targets hold no answer position (all -100)")
+    return y, mask
+
+
+def evaluate_task(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> tuple[float, float]:
+    """``(token accuracy, sequence accuracy)``: the fraction of answer positions (targets other than ``-100``)
+    predicted right by the arg-max, and the fraction of sequences with every answer right; evaluation mode."""
+    y, mask = _answer_mask(x, y)
+    hit = (predict(model, x, batch_size) == y) & mask
+    return int(hit.sum()) / int(mask.sum()), int((hit.sum(1) == mask.sum(1)).sum()) / len(x)
+
+
+def recall_profile(pred: torch.Tensor, y: torch.Tensor) -> dict[str, list[float] | float]:
+    """How predictions ``pred`` ``(B, L)`` (:func:`predict`) answer a recall task whose targets ``y`` ``(B, L)``
+    ask each value once (``-100`` elsewhere), as MQAR's do. Returns
+
+    - ``accuracy_by_query``: accuracy at the first, second, .. answer position of every sequence;
+    - ``elimination_accuracy``: what guessing uniformly among the values not asked yet would score there
+      (``1 / (values left)``);
+    - ``among_unasked``: the fraction of answers that are one of the values not asked yet (the answer at this
+      position and those after it), right or wrong: near 1 for a model that recalls or eliminates, lower for one
+      that also answers with values already asked or never in the sequence.
+    """
+    if pred.shape != y.shape or y.ndim != 2:
+        raise UserError(f"seqtasks: expected predictions and targets of one shape (B, L), got {tuple(pred.shape)} "
+                        f"and {tuple(y.shape)}")
+    pred, (y, mask) = pred.cpu(), _answer_mask(pred, y.cpu())
+    counts = mask.sum(1)
+    if not bool((counts == counts[0]).all()):
+        raise UserError("seqtasks: recall_profile needs the same number of answers in every sequence, got "
+                        f"{sorted(set(counts.tolist()))}")
+    n_queries = int(counts[0])
+    answers = y[mask].view(len(y), n_queries)  # in the order they are asked
+    guesses = pred[mask].view(len(y), n_queries)
+    if any(len(set(row)) != n_queries for row in answers.tolist()):
+        raise UserError("seqtasks: recall_profile needs every sequence to ask each value once (distinct answers)")
+    # unasked[b, k, j]: value j of sequence b is asked at position k or later
+    later = torch.ones(n_queries, n_queries, dtype=torch.bool).triu()  # [k, j]: j >= k
+    among = ((guesses[:, :, None] == answers[:, None, :]) & later).any(-1)
+    return {"accuracy_by_query": (guesses == answers).double().mean(0).tolist(),
+            "elimination_accuracy": [1 / (n_queries - k) for k in range(n_queries)],
+            "among_unasked": among.double().mean().item()}
 
 
 def train_on_task(model: nn.Module, make_batch: TaskBatch, *, lengths: int | Sequence[int],

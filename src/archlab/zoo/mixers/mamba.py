@@ -48,6 +48,16 @@ attention. Everything else keeps the reference initialisation. The size of ``A``
 ``delta = 0.1`` at most 0.1 % of the state decays per step) is archlab's choice from short multi-query recall
 probes (``benchmarks/synthetic_tasks.py``, BENCHMARKS.md), not a constant copied from the paper.
 
+Two optional additions of archlab's, not the paper's, give that linear attention a key to look up. Multi-query
+recall asks for the value that *followed* a key, so the score must match a query's own token against the token
+*before* an earlier position, as an induction head does. ``conv_shift`` makes the convolution's taps on the current
+and the previous token positive in every channel, so ``B`` and ``C`` both mix the two tokens. ``shifted_keys``
+builds the lookup exactly: half the channels of the convolution pass the current token, the other half (their
+``in_proj`` rows tied to the first half's) the previous one, and ``x_proj`` reads ``B`` from the previous-token
+half and ``C`` from the current-token half through one matrix. Then ``B_s = C_{s-1}``: position ``s`` is keyed by
+the token before it, and ``C_t . B_s`` is largest where that token is the query's. On MQAR only ``shifted_keys``
+takes every seed past the plateau on which the model answers by elimination (BENCHMARKS.md).
+
 Not implemented from the reference: the fused CUDA/Triton kernels (``mamba_inner_fn``, ``causal_conv1d``),
 complex-valued ``A``, input-independent ``B``/``C`` in the scans, and the LM's ``residual_in_fp32`` /
 ``fused_add_norm`` options (GPU speed options that do not change parameters; the residual stays in the model's
@@ -293,14 +303,14 @@ class Mamba(nn.Module):
     ``scan`` picks the training form: ``"chunked"`` (default) or ``"sequential"`` (:func:`selective_scan_ref`);
     both give the same outputs. ``chunk_size=None`` uses ``ceil(sqrt(L))``. ``mimetic=True`` starts from
     :func:`mimetic_init_` instead of the reference's ``A`` and ``C`` projection (for learning recall from scratch),
-    with ``mimetic_conv_shift`` as its ``conv_shift``.
+    with ``mimetic_conv_shift`` as its ``conv_shift`` and ``mimetic_shifted_keys`` as its ``shifted_keys``.
     """
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
                  dt_rank: int | str = "auto", dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random",
                  dt_scale: float = 1.0, dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False,
                  layer_idx: int | None = None, scan: str = "chunked", chunk_size: int | None = None,
-                 mimetic: bool = False, mimetic_conv_shift: float = 0.0,
+                 mimetic: bool = False, mimetic_conv_shift: float = 0.0, mimetic_shifted_keys: bool = False,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if d_model < 1 or d_state < 1 or d_conv < 1 or expand <= 0 or int(expand * d_model) < 1:
@@ -355,9 +365,10 @@ class Mamba(nn.Module):
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
         if mimetic:
-            mimetic_init_(self, conv_shift=mimetic_conv_shift)
-        elif mimetic_conv_shift:
-            raise UserError("mamba: mimetic_conv_shift is a part of the mimetic initialisation; set mimetic=True")
+            mimetic_init_(self, conv_shift=mimetic_conv_shift, shifted_keys=mimetic_shifted_keys)
+        elif mimetic_conv_shift or mimetic_shifted_keys:
+            raise UserError("mamba: mimetic_conv_shift and mimetic_shifted_keys are parts of the mimetic "
+                            "initialisation; set mimetic=True")
 
     def _check_input(self, x: torch.Tensor, ndim: int) -> None:
         if x.ndim != ndim or x.shape[-1] != self.d_model:
@@ -453,7 +464,8 @@ class Mamba(nn.Module):
 MIMETIC_A_SCALE = 0.01  # A[d, n] = -0.01 (n + 1) / d_state: at most 1e-3 of decay per step at delta = 0.1
 
 
-def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: float = 0.0) -> Mamba:
+def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: float = 0.0,
+                  shifted_keys: bool = False) -> Mamba:
     """Re-initialise ``mixer`` in place to start as linear attention that remembers (Trockman et al., 2024).
 
     ``A[d, n] = -a_scale * (n + 1) / d_state`` (the reference's S4D-Real ordering, shrunk into ``(0, a_scale]``)
@@ -461,8 +473,13 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
     paper's; 0 by default) also makes the convolution's taps on the current and the previous token positive,
     ``|w| + conv_shift``, so that a position's ``B`` starts with the previous token's features as well as its own:
     the key a value follows then meets the same key's ``C`` when it is asked, as H3's shift SSM arranges.
-    ``dt_proj``, ``in_proj``, ``out_proj``, ``D``, the other taps and ``x_proj``'s delta and ``B`` rows are left
-    as they are. Returns ``mixer``.
+    ``shifted_keys=True`` (archlab's addition too; instead of ``conv_shift``) builds that lookup exactly: the
+    convolution passes the current token on the first ``d_inner // 2`` channels and the previous token on the next
+    ``d_inner // 2`` (one tap of 1 each, no bias; ``in_proj``'s rows for the second half tied to the first half's),
+    and ``x_proj`` reads ``B`` from the previous-token half and ``C`` from the current-token half with the same
+    matrix (its ``B`` rows' first columns), so that ``B`` at each position equals ``C`` at the position before.
+    ``dt_proj``, ``out_proj``, ``D`` and ``x_proj``'s delta rows are left as they are, and so are ``in_proj``, the
+    other taps and ``x_proj``'s ``B`` rows unless ``shifted_keys`` rewrites them. Returns ``mixer``.
     """
     if not isinstance(mixer, Mamba):
         raise UserError(f"mimetic_init_: expected a Mamba mixer, got {type(mixer).__name__}")
@@ -470,8 +487,13 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
         raise UserError(f"mimetic_init_: a_scale must be > 0, got {a_scale}")
     if not conv_shift >= 0:
         raise UserError(f"mimetic_init_: conv_shift must be >= 0, got {conv_shift}")
-    if conv_shift and mixer.d_conv < 2:
-        raise UserError("mimetic_init_: conv_shift needs d_conv >= 2 (a tap on the previous token)")
+    if (conv_shift or shifted_keys) and mixer.d_conv < 2:
+        raise UserError("mimetic_init_: conv_shift and shifted_keys need d_conv >= 2 (a tap on the previous token)")
+    if conv_shift and shifted_keys:
+        raise UserError("mimetic_init_: conv_shift and shifted_keys are two different starts for the convolution; "
+                        "pick one")
+    if shifted_keys and mixer.d_inner < 2:
+        raise UserError("mimetic_init_: shifted_keys needs d_inner >= 2 (a current-token and a previous-token half)")
     r, n = mixer.dt_rank, mixer.d_state
     with torch.no_grad():
         a = torch.arange(1, n + 1, dtype=torch.float32, device=mixer.A_log.device) * (a_scale / n)
@@ -481,7 +503,28 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
             # the causal convolution's last tap reads the current token, the one before it the previous token
             taps = mixer.conv1d.weight[:, 0, -2:]
             taps.copy_(taps.abs() + conv_shift)
+        if shifted_keys:
+            _shift_keys_(mixer)
     return mixer
+
+
+def _shift_keys_(mixer: Mamba) -> None:
+    """``mimetic_init_``'s ``shifted_keys`` start (under ``no_grad``): ``B_s = C_{s-1}`` at every position."""
+    r, n, half = mixer.dt_rank, mixer.d_state, mixer.d_inner // 2
+    current, previous = slice(0, half), slice(half, 2 * half)
+    conv = mixer.conv1d
+    conv.weight.zero_()
+    conv.weight[current, 0, -1] = 1.0  # the last tap reads the current token
+    conv.weight[previous, 0, -2] = 1.0  # the one before it the previous token
+    if conv.bias is not None:
+        conv.bias.zero_()
+    mixer.in_proj.weight[previous] = mixer.in_proj.weight[current]  # the x half of in_proj comes first
+    if mixer.in_proj.bias is not None:
+        mixer.in_proj.bias[previous] = mixer.in_proj.bias[current]
+    w = mixer.x_proj.weight[r:r + n, current].clone()
+    mixer.x_proj.weight[r:].zero_()
+    mixer.x_proj.weight[r:r + n, previous] = w  # B: the previous token's features
+    mixer.x_proj.weight[r + n:, current] = w  # C: the current token's, through the same matrix
 
 
 @register_mixer("mamba", layout="sequence", causal=True, paper=PAPER)
