@@ -114,7 +114,7 @@ def recall_profile(pred: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]
     guesses = pred[mask].view(len(y), n_queries)
     if any(len(set(row)) != n_queries for row in answers.tolist()):
         raise UserError("seqtasks: recall_profile needs every sequence to ask each value once (distinct answers)")
-    # unasked[b, k, j]: value j of sequence b is asked at position k or later
+    # among[b, k]: the guess at query k of sequence b is the answer to query k or to a later one
     later = torch.ones(n_queries, n_queries, dtype=torch.bool).triu()  # [k, j]: j >= k
     among = ((guesses[:, :, None] == answers[:, None, :]) & later).any(-1)
     return {"accuracy_by_query": (guesses == answers).double().mean(0).tolist(),

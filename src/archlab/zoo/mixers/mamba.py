@@ -475,9 +475,10 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
     the key a value follows then meets the same key's ``C`` when it is asked, as H3's shift SSM arranges.
     ``shifted_keys=True`` (archlab's addition too; instead of ``conv_shift``) builds that lookup exactly: the
     convolution passes the current token on the first ``d_inner // 2`` channels and the previous token on the next
-    ``d_inner // 2`` (one tap of 1 each, no bias; ``in_proj``'s rows for the second half tied to the first half's),
-    and ``x_proj`` reads ``B`` from the previous-token half and ``C`` from the current-token half with the same
-    matrix (its ``B`` rows' first columns), so that ``B`` at each position equals ``C`` at the position before.
+    ``d_inner // 2`` (one tap of 1 each, no bias, and an odd last channel's taps at 0; ``in_proj``'s rows for the
+    second half tied to the first half's), and ``x_proj`` reads ``B`` from the previous-token half and ``C`` from
+    the current-token half with the same matrix (its ``B`` rows' first columns), so that ``B`` at each position
+    equals ``C`` at the position before.
     ``dt_proj``, ``out_proj``, ``D`` and ``x_proj``'s delta rows are left as they are, and so are ``in_proj``, the
     other taps and ``x_proj``'s ``B`` rows unless ``shifted_keys`` rewrites them. Returns ``mixer``.
     """
