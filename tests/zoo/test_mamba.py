@@ -289,6 +289,8 @@ def test_mimetic_shifted_keys_key_each_position_by_the_token_before_it() -> None
         mimetic_init_(Mamba(16), conv_shift=0.5, shifted_keys=True)
     with pytest.raises(UserError, match="d_conv >= 2"):
         mimetic_init_(Mamba(16, d_conv=1), shifted_keys=True)
+    with pytest.raises(UserError, match="d_inner >= 2"):
+        mimetic_init_(Mamba(1, expand=1), shifted_keys=True)
     with pytest.raises(UserError, match="set mimetic=True"):
         Mamba(16, mimetic_shifted_keys=True)
 
