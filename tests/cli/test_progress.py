@@ -6,14 +6,14 @@ import io
 
 from rich.console import Console
 
-from archlab import cli
+from archlab.cli.search import SearchProgress
 
 
-def test_progress_bar_follows_a_run(monkeypatch):
+def test_progress_bar_follows_a_run():
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=buffer, force_terminal=True, color_system=None, width=120))
+    console = Console(file=buffer, force_terminal=True, color_system=None, width=120)
     for budget, n_trials in ((180.0, None), (None, 3)):
-        progress = cli._SearchProgress(enabled=True)
+        progress = SearchProgress(enabled=True, console=console)
         progress({"event": "start", "resumed": True, "trials": 2, "budget_s": budget, "n_trials": n_trials})
         progress({"event": "trial_start", "number": 2, "arch": {}})
         progress({"event": "trial", "number": 2, "state": "complete", "val_accuracy": 0.9712, "reason": None,
@@ -32,10 +32,9 @@ def test_progress_bar_follows_a_run(monkeypatch):
     assert "training the best arch (trial 2) longer: up to 40s" in text
 
 
-def test_progress_is_silent_when_disabled(monkeypatch):
+def test_progress_is_silent_when_disabled():
     buffer = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=buffer, force_terminal=True))
-    progress = cli._SearchProgress(enabled=False)
+    progress = SearchProgress(enabled=False, console=Console(file=buffer, force_terminal=True))
     progress({"event": "start", "resumed": False, "trials": 0, "budget_s": 10.0, "n_trials": None})
     progress.close()
     assert buffer.getvalue() == ""

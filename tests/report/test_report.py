@@ -1,4 +1,4 @@
-"""Tests of the HTML search report and of the Pareto-front helper.
+"""Tests of the HTML search report.
 
 The plots are checked through the figure JSON embedded in the page (what a browser would draw), the table
 through an HTML parser, so the tests hold the rendered output rather than internal helpers.
@@ -6,236 +6,21 @@ through an HTML parser, so the tests hold the rendered output rather than intern
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pathlib
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from report_helpers import brute_force_front, make_run, make_trial, plot_json, table, trace
 
 from archlab.errors import UserError
-from archlab.report import pareto_mask, render_report, write_report
-from archlab.report.html import format_count, format_flops, format_ms, format_percent, format_seconds
-
-# ---------------------------------------------------------------------------------------------------------
-# pareto_mask
-
-
-def brute_force_front(points, directions):
-    sign = [-1 if direction == "maximize" else 1 for direction in directions]
-    costs = [[value * s for value, s in zip(point, sign, strict=True)] for point in points]
-
-    def dominates(a, b):
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-            x < y for x, y in zip(a, b, strict=True)
-        )
-
-    return [not any(dominates(other, point) for other in costs) for point in costs]
-
-
-def test_pareto_mask_hand_cases():
-    # accuracy up, latency down: (0.9, 2) and (0.8, 1) trade off; (0.7, 3) is dominated by both.
-    assert pareto_mask([[0.9, 2.0], [0.8, 1.0], [0.7, 3.0]], ["maximize", "minimize"]) == [True, True, False]
-    # Equal on one objective, worse on the other: dominated.
-    assert pareto_mask([[0.9, 2.0], [0.9, 1.0]], ["maximize", "minimize"]) == [False, True]
-    # Duplicates of a front point are all on the front; a duplicate of a dominated point is not.
-    points = [[0.9, 1.0], [0.9, 1.0], [0.5, 5.0], [0.5, 5.0]]
-    assert pareto_mask(points, ["maximize", "minimize"]) == [True, True, False, False]
-    # One objective: the front is every copy of the best value.
-    assert pareto_mask([[1], [3], [3], [2]], ["maximize"]) == [False, True, True, False]
-    assert pareto_mask([[1], [3], [1], [2]], ["minimize"]) == [True, False, True, False]
-    assert pareto_mask([], ["maximize", "minimize"]) == []
-    assert pareto_mask([[5.0, 5.0]], ["minimize", "minimize"]) == [True]
-    # Infinities compare as usual.
-    assert pareto_mask([[0.9, np.inf], [0.8, 1.0], [0.95, -np.inf]], ["maximize", "minimize"]) == [
-        False,
-        False,
-        True,
-    ]
-    # Three objectives, none dominating another.
-    assert pareto_mask([[1, 2, 3], [3, 2, 1], [2, 2, 2]], ["minimize"] * 3) == [True, True, True]
-    assert all(type(flag) is bool for flag in pareto_mask([[1.0], [2.0]], ["minimize"]))
-
-
-def test_pareto_mask_matches_brute_force_on_random_points():
-    rng = np.random.default_rng(0)
-    for trial in range(300):
-        count = int(rng.integers(0, 30))
-        width = int(rng.integers(1, 5))
-        directions = [str(d) for d in rng.choice(["maximize", "minimize"], size=width)]
-        if trial % 2:  # small integers: many ties and exact duplicates
-            points = rng.integers(0, 4, size=(count, width)).tolist()
-        else:
-            points = rng.normal(size=(count, width)).tolist()
-        assert pareto_mask(points, directions) == brute_force_front(points, directions), (points, directions)
-
-
-def test_pareto_mask_large_input_uses_blocks_and_agrees_with_brute_force():
-    rng = np.random.default_rng(1)
-    points = rng.integers(0, 20, size=(400, 2)).tolist()
-    directions = ["maximize", "minimize"]
-    assert pareto_mask(points, directions) == brute_force_front(points, directions)
-
-
-@pytest.mark.parametrize(
-    ("points", "directions", "message"),
-    [
-        ([[1.0]], ["max"], "unknown objective direction"),
-        ([[1.0, 2.0], [1.0]], ["maximize", "minimize"], "point 1 has 1 values"),
-        ([[1.0], [float("nan")]], ["maximize"], "NaN"),
-        ([[1.0]], [], "at least one"),
-        ([["a"]], ["maximize"], "numeric"),
-    ],
-)
-def test_pareto_mask_rejects_bad_input(points, directions, message):
-    with pytest.raises(UserError, match=message):
-        pareto_mask(points, directions)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Fixtures and parsing helpers
-
-
-def make_trial(number, state="COMPLETE", **fields):
-    trial = {"number": number, "state": state, "arch": {"stages": [{"mixer": "pool", "depth": number % 3}]}}
-    trial.update(fields)
-    return trial
-
-
-def make_run(count=12, seed=0, metrics=("params", "flops", "latency_ms")):
-    """A run with completed, failed and pruned trials; ``pareto`` flags set from (accuracy, latency)."""
-    rng = np.random.default_rng(seed)
-    trials = []
-    for number in range(count):
-        if number % 5 == 3:
-            trials.append(make_trial(number, "FAIL", reason=f"out of memory in trial {number}"))
-            continue
-        if number % 5 == 4:
-            trials.append(make_trial(number, "PRUNED", reason="pruned at epoch 2", val_accuracy=0.3))
-            continue
-        values = {
-            "params": int(rng.integers(10_000, 2_000_000)),
-            "flops": int(rng.integers(100_000, 500_000_000)),
-            "latency_ms": float(rng.uniform(0.1, 5.0)),
-        }
-        accuracy = float(rng.uniform(0.5, 0.99))
-        curve = [
-            {
-                "epoch": epoch,
-                "train_loss": 1 / epoch,
-                "val_loss": 1 / epoch,
-                "val_accuracy": accuracy * epoch / 4,
-            }
-            for epoch in range(1, 5)
-        ]
-        trials.append(
-            make_trial(
-                number,
-                val_accuracy=accuracy,
-                test_accuracy=accuracy - 0.01,
-                cost_s=float(rng.uniform(1, 100)),
-                curve=curve,
-                **{key: values[key] for key in metrics},
-            )
-        )
-    completed = [t for t in trials if t["state"] == "COMPLETE"]
-    if "latency_ms" in metrics:
-        mask = pareto_mask(
-            [[t["val_accuracy"], t["latency_ms"]] for t in completed], ["maximize", "minimize"]
-        )
-    else:
-        mask = pareto_mask([[t["val_accuracy"]] for t in completed], ["maximize"])
-    for trial, on_front in zip(completed, mask, strict=True):
-        trial["pareto"] = on_front
-    best = max(completed, key=lambda t: t["val_accuracy"])
-    summary = {
-        "run": {
-            "space": "metaformer",
-            "data": "digits",
-            "strategy": "rea",
-            "objectives": ["accuracy", "latency_ms"] if "latency_ms" in metrics else ["accuracy"],
-            "seed": 0,
-            "budget": "5m",
-            "started": "2025-01-01T00:00:00",
-            "storage": "sqlite:///run.db",
-        },
-        "best": best,
-        "pareto": [t for t in completed if t["pareto"]],
-        "trials": {
-            "completed": len(completed),
-            "failed": sum(t["state"] == "FAIL" for t in trials),
-            "pruned": sum(t["state"] == "PRUNED" for t in trials),
-        },
-        "elapsed_s": 312.5,
-    }
-    return summary, trials
-
-
-def plot_json(page, name):
-    """The (data, layout) of the plotly figure with div id ``archlab-<name>``, or None when absent."""
-    start = page.find(f'"archlab-{name}",')  # the first argument of Plotly.newPlot
-    if start < 0:
-        return None
-    decoder = json.JSONDecoder()
-    position = page.index("[", start)
-    data, position = decoder.raw_decode(page, position)
-    position = page.index("{", position)
-    layout, _ = decoder.raw_decode(page, position)
-    return data, layout
-
-
-def trace(data, name):
-    matches = [t for t in data if t.get("name") == name]
-    assert len(matches) == 1, [t.get("name") for t in data]
-    return matches[0]
-
-
-class TableParser(HTMLParser):
-    """Rows of the trial table as lists of (attributes, text) per cell, with each row's class."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows, self.headers = [], []
-        self._in_table = self._in_th = False
-        self._cell = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table" and "sortable" in (attrs.get("class") or ""):
-            self._in_table = True
-        elif self._in_table and tag == "tr":
-            self.rows.append({"class": attrs.get("class"), "cells": []})
-        elif self._in_table and tag == "th":
-            self._in_th = True
-            self.headers.append("")
-        elif self._in_table and tag == "td":
-            self._cell = [attrs, ""]
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self._in_table = False
-        elif tag == "th":
-            self._in_th = False
-        elif tag == "td" and self._cell is not None:
-            self.rows[-1]["cells"].append(tuple(self._cell))
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell[1] += data
-        elif self._in_th:
-            self.headers[-1] += data
-
-
-def table(page):
-    parser = TableParser()
-    parser.feed(page)
-    rows = [row for row in parser.rows if row["cells"]]
-    return parser.headers, rows
+from archlab.report import render_report, write_report
+from archlab.report.format import format_count, format_flops, format_ms, format_percent
 
 
 @pytest.fixture(scope="module")
@@ -283,8 +68,8 @@ def test_header_describes_the_run_and_the_best_architecture(run, page):
     assert f"<dd>{format_count(best['params'])} params</dd>" in page
     assert f"<dd>{format_flops(best['flops'])}</dd>" in page
     assert f"<dd>{format_ms(best['latency_ms'])}</dd>" in page
-    pretty = json.dumps(best["arch"], indent=2).replace('"', "&quot;")
-    assert f'<pre class="arch">{pretty}</pre>' in page
+    (pretty,) = re.findall(r'<pre class="arch">(.*?)</pre>', page, flags=re.S)
+    assert html.unescape(pretty) == json.dumps(best["arch"], indent=2) and '"' not in pretty  # escaped
     counts = summary["trials"]
     assert f"<dt>completed</dt><dd>{counts['completed']}</dd>" in page
     assert f"<dt>failed</dt><dd>{counts['failed']}</dd>" in page
@@ -308,22 +93,6 @@ def test_final_retrain_is_shown_with_its_curve():
     data, _ = plot_json(page, "curves")
     final = trace(data, "final retrain")
     assert final["x"] == [1, 2, 3] and final["y"] == pytest.approx([0.91, 0.92, 0.93])
-
-
-def test_formatting():
-    assert format_count(12_345) == "12.3k"
-    assert format_count(1_234_567) == "1.2M"
-    assert format_count(950) == "950"
-    assert format_count(None) == "–"
-    assert format_flops(1.2e6) == "1.2 MFLOPs"
-    assert format_flops(3.4e9) == "3.4 GFLOPs"
-    assert format_ms(0.45) == "0.45 ms"
-    assert format_ms(12.345) == "12.3 ms"
-    assert format_percent(0.9834) == "98.3 %"
-    assert format_percent(float("nan")) == "–"
-    assert format_seconds(42.34) == "42.3 s"
-    assert format_seconds(192) == "3 min 12 s"
-    assert format_seconds(3720) == "1 h 2 min"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,6 +191,26 @@ def test_front_falls_back_to_the_objectives_when_none_is_recorded():
     )
     data, _ = plot_json(render_report(summary, trials), "pareto")
     front = trace(data, "Pareto front")
+    assert sorted(n for n, _ in front["customdata"]) == [
+        t["number"] for t, on in zip(completed, expected, strict=True) if on
+    ]
+
+
+def test_front_falls_back_to_objective_dicts_and_skips_unknown_names():
+    summary, trials = make_run(count=20, seed=5)
+    for trial in trials:
+        trial.pop("pareto", None)
+    summary["pareto"] = []
+    summary["run"]["objectives"] = [
+        {"name": "acc", "metric": "val_accuracy", "direction": "maximize", "label": "accuracy"},
+        {"name": "size", "metric": "params", "direction": "minimize", "label": None},
+        "no_such_objective",
+    ]
+    completed = [t for t in trials if t["state"] == "COMPLETE"]
+    expected = brute_force_front([[t["val_accuracy"], t["params"]] for t in completed], ["maximize", "minimize"])
+    page = render_report(summary, trials)
+    assert "<dd>acc, size, no_such_objective</dd>" in page
+    front = trace(plot_json(page, "pareto")[0], "Pareto front")
     assert sorted(n for n, _ in front["customdata"]) == [
         t["number"] for t, on in zip(completed, expected, strict=True) if on
     ]

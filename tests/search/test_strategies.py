@@ -9,6 +9,7 @@ import pytest
 
 from archlab.errors import UserError
 from archlab.search import (
+    SearchExhausted,
     TrialRecord,
     create_strategy,
     dominates,
@@ -17,7 +18,7 @@ from archlab.search import (
     pareto_front,
 )
 from archlab.space import Arch, Space, choice, integer, repeat
-from archlab.study import Ledger
+from archlab.study import EvalResult, Ledger
 
 TARGET = {"a": 3, "b": "z", "c": 5, "layers": ["q", "r", "q"]}
 
@@ -42,15 +43,12 @@ def fake_metrics(arch: Arch) -> dict:
 
 
 def run_with_ledger(strategy, ledger: Ledger, space: Space, n: int) -> list[Arch]:
-    if hasattr(strategy, "attach"):
-        strategy.attach(ledger.study)
     archs = []
     for _ in range(n):
         arch = strategy.ask()
-        trial = ledger.start(space, arch, strategy)
-        metrics = fake_metrics(arch)
-        ledger.finish(trial, "complete", metrics)
-        strategy.tell(TrialRecord(trial.number, arch, "complete", metrics))
+        record = ledger.finish(ledger.start(arch), EvalResult("complete", fake_metrics(arch)),
+                               memo=strategy.memo(arch))
+        strategy.tell(record)
         archs.append(arch)
     return archs
 
@@ -67,11 +65,11 @@ def test_a_strategy_rebuilt_from_the_ledger_continues_exactly(name, tmp_path):
     space = landscape_space()
     objectives = ["accuracy", "params"] if name == "nsga2" else ["accuracy"]
     uninterrupted = run_with_ledger(make(name, space, objectives),
-                                    Ledger(f"sqlite:///{tmp_path}/a.db", objectives, create=True), space, 18)
+                                    Ledger(f"sqlite:///{tmp_path}/a.db", objectives, space=space), space, 18)
 
     first = run_with_ledger(make(name, space, objectives),
-                            Ledger(f"sqlite:///{tmp_path}/b.db", objectives, create=True), space, 14)
-    reopened = Ledger(f"sqlite:///{tmp_path}/b.db", objectives, create=False)
+                            Ledger(f"sqlite:///{tmp_path}/b.db", objectives, space=space), space, 14)
+    reopened = Ledger(f"sqlite:///{tmp_path}/b.db", objectives, create=False, space=space)
     clone = make(name, space, objectives)
     clone.rebuild(reopened.records())
     assert [r.arch for r in clone.history] == first
@@ -83,19 +81,17 @@ def test_a_strategy_rebuilt_from_the_ledger_continues_exactly(name, tmp_path):
 @pytest.mark.parametrize("name", ["random", "rea", "tpe"])
 def test_no_arch_is_proposed_twice_until_the_space_is_exhausted(name, tmp_path):
     space = Space(a=choice([1, 2, 3]), b=choice(["x", "y"]), c=integer(0, 1))  # 12 archs
-    ledger = Ledger(f"sqlite:///{tmp_path}/l.db", ["accuracy"], create=True)
+    ledger = Ledger(f"sqlite:///{tmp_path}/l.db", ["accuracy"], space=space)
     s = create_strategy(name, space, seed=0, population_size=4) if name == "rea" else create_strategy(name, space)
-    if hasattr(s, "attach"):
-        s.attach(ledger.study)
     seen = []
     for _ in range(12):
         arch = s.ask()
         assert arch not in seen
-        trial = ledger.start(space, arch, s)
         m = {"val_accuracy": arch["a"] / 3, "params": 1, "flops": 1, "latency_ms": 1.0}
-        ledger.finish(trial, "complete", m)
-        s.tell(TrialRecord(trial.number, arch, "complete", m))
+        s.tell(ledger.finish(ledger.start(arch), EvalResult("complete", m), memo=s.memo(arch)))
         seen.append(arch)
+    with pytest.raises(SearchExhausted):
+        s.ask()
     assert set(seen) == set(space.enumerate())
     assert len({r.arch for r in ledger.records()}) == 12  # the ledger's evaluations are distinct too
 

@@ -9,10 +9,10 @@ import torch
 
 from archlab import zoo
 from archlab.errors import SpaceError
-from archlab.search import TrialRecord, create_strategy
+from archlab.search import create_strategy
 from archlab.space import Arch, create_space, list_spaces
 from archlab.space.sequence import state_kwarg
-from archlab.study import Ledger
+from archlab.study import EvalResult, Ledger
 
 SMALL = dict(mixers=["gla", "mamba", "lmu"], widths=(32, 64), max_depth=2, d_states=(8, 16), orders=(16, 32),
              mlp_ratios=(0, 2))
@@ -111,19 +111,15 @@ def test_every_strategy_asks_and_is_told(strategy, tmp_path, one_thread):
     space = _lm_space(**SMALL)
     kw = {"population_size": 4} if strategy == "rea" else {}
     s = create_strategy(strategy, space, seed=0, **kw)
-    ledger = Ledger(f"journal:///{tmp_path}/l.log", ["accuracy"], create=True)
-    if hasattr(s, "attach"):
-        s.attach(ledger.study)
+    ledger = Ledger(f"journal:///{tmp_path}/l.log", ["accuracy"], create=True, space=space)
     asked = []
     for _ in range(12):  # past TPE's 10 start-up trials and REA's population of 4
         arch = s.ask()
         assert arch in space
-        trial = ledger.start(space, arch, s)
         # a fake objective (no training): fewer layers and narrower is "better"
         metrics = {"val_accuracy": 1.0 / (len(arch["layers"]) * arch["width"]), "params": 1, "flops": 1,
                    "latency_ms": 1.0}
-        ledger.finish(trial, "complete", metrics)
-        s.tell(TrialRecord(trial.number, arch, "complete", metrics))
+        s.tell(ledger.finish(ledger.start(arch), EvalResult("complete", metrics), memo=s.memo(arch)))
         asked.append(arch)
     assert len(set(asked)) == len(asked)
     assert [r.arch for r in ledger.records()] == asked

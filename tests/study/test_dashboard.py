@@ -7,9 +7,9 @@ import threading
 import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from archlab.search import TrialRecord, create_strategy
+from archlab.search import create_strategy
 from archlab.space import Space, choice, integer
-from archlab.study import Ledger
+from archlab.study import EvalResult, Ledger
 
 
 class _Quiet(WSGIRequestHandler):
@@ -22,14 +22,12 @@ def test_optuna_dashboard_reads_an_archlab_ledger(tmp_path):
 
     url = f"sqlite:///{tmp_path}/ledger.db"
     space = Space(width=choice([16, 32]), depth=integer(1, 3))
-    ledger = Ledger(url, ["accuracy", "latency_ms"], create=True)
+    ledger = Ledger(url, ["accuracy", "latency_ms"], space=space)
     strategy = create_strategy("random", space, objectives=["accuracy", "latency_ms"])
     for i in range(4):
         arch = strategy.ask()
-        trial = ledger.start(space, arch, strategy)
         metrics = {"val_accuracy": 0.5 + 0.1 * i, "latency_ms": 1.0 + i, "params": 10, "flops": 10}
-        ledger.finish(trial, "complete", metrics)
-        strategy.tell(TrialRecord(trial.number, arch, "complete", metrics))
+        strategy.tell(ledger.finish(ledger.start(arch), EvalResult("complete", metrics)))
 
     server = make_server("127.0.0.1", 0, wsgi(url), handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

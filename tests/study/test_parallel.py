@@ -59,22 +59,21 @@ def test_a_dead_worker_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypa
     from concurrent.futures.process import BrokenProcessPool
 
     import archlab.study._pool as pool_mod
-    import archlab.study._runner as runner_mod
 
     class InProcessPool:  # the real pool's interface, run here, with the first trial's worker "killed"
         restarts = 0
 
-        def __init__(self, config, workers):
-            pool_mod._init_worker(config, 1)
+        def __init__(self, factory, workers):
+            pool_mod._init_worker(factory, 1)
             self.submitted = 0
 
-        def submit(self, arch, config, stopper):
+        def submit(self, arch, stopper, seconds):
             self.submitted += 1
             future = Future()
             if self.submitted == 1:
                 future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
             else:
-                future.set_result(pool_mod._evaluate(arch, config, stopper))
+                future.set_result(pool_mod._evaluate(arch, stopper, seconds))
             return future
 
         def restart(self):
@@ -83,7 +82,7 @@ def test_a_dead_worker_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypa
         def close(self):
             pass
 
-    monkeypatch.setattr(runner_mod, "TrialPool", InProcessPool)
+    monkeypatch.setattr(pool_mod, "TrialPool", InProcessPool)
     out = tmp_path / "run"
     summary = run_search(SearchConfig(n_trials=4, seed=0, workers=2, **FAST), out, report=False)
     assert InProcessPool.restarts == 1

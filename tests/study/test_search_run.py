@@ -18,7 +18,7 @@ from archlab.data import load_dataset
 from archlab.export import check_onnx, load_weights
 from archlab.space import Arch
 from archlab.study import SearchConfig, make_space, run_search
-from archlab.study._runner import final_shift
+from archlab.study._config import final_shift
 from archlab.train import evaluate
 
 FAST = dict(data="digits", mixers=("pooling", "mlp"), epochs=2, budget_s=None, final_epochs=1,
@@ -78,12 +78,13 @@ def test_constraints_reject_archs_before_training(tmp_path):
 
     study = optuna.load_study(study_name="archlab", storage=f"sqlite:///{tmp_path}/r/ledger.db")
     for t in study.trials:
-        if t.user_attrs.get("status") == "infeasible":
-            assert t.user_attrs["params"] > 4_000
-            assert "val_accuracy" not in t.user_attrs  # never trained
-            assert t.user_attrs["reason"].startswith("constraint: params")
+        record = t.user_attrs["archlab"]  # the ledger's one JSON record of the trial
+        if record["state"] == "infeasible":
+            assert record["metrics"]["params"] > 4_000
+            assert "val_accuracy" not in record["metrics"]  # never trained
+            assert record["reason"].startswith("constraint: params")
         else:
-            assert t.user_attrs["params"] <= 4_000
+            assert record["metrics"]["params"] <= 4_000
     if summary["best"] is not None:
         assert summary["best"]["params"] <= 4_000
 
@@ -108,7 +109,11 @@ def _ledger(db: Path) -> list[dict]:
     import optuna
 
     study = optuna.load_study(study_name="archlab", storage=f"sqlite:///{db}")
-    return [{"number": t.number, "state": t.state.name, **t.user_attrs} for t in study.trials]
+    rows = []
+    for t in study.trials:  # the ledger's one JSON record per trial, flattened
+        record = dict(t.user_attrs["archlab"])
+        rows.append({"number": t.number, "state": t.state.name, **record.pop("metrics", {}), **record})
+    return rows
 
 
 @pytest.mark.slow

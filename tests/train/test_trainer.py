@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from archlab.data import load_dataset
-from archlab.train import TrainConfig, TrialFailed, evaluate, make_adamw, train_model
-from archlab.train._trainer import _lr_at, _shift
+from archlab.train import TrainConfig, TrialFailed, evaluate, make_adamw, train_model, warmup_cosine
+from archlab.train._trainer import _shift
 
 
 def small_cnn() -> nn.Module:
@@ -76,11 +76,11 @@ def test_time_limit_fails_and_time_fidelity_stops_cleanly(digits):
 
 
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
-    assert _lr_at(1.0, 0.0) < _lr_at(1.0, 0.025) < _lr_at(1.0, 0.05) == pytest.approx(1.0)
-    values = [_lr_at(1.0, p / 100) for p in range(5, 101)]
+    assert warmup_cosine(1.0, 0.0) < warmup_cosine(1.0, 0.025) < warmup_cosine(1.0, 0.05) == pytest.approx(1.0)
+    values = [warmup_cosine(1.0, p / 100) for p in range(5, 101)]
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
-    assert _lr_at(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
-    assert _lr_at(1.0, 0.525) == pytest.approx(0.5)
+    assert warmup_cosine(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(1.0, 0.525) == pytest.approx(0.5)
 
 
 def test_shift_augmentation_translates_without_wrapping():
@@ -92,7 +92,7 @@ def test_shift_augmentation_translates_without_wrapping():
     rows, cols = pos // 5, pos % 5
     assert set(rows.tolist()) <= {1, 2, 3} and set(cols.tolist()) <= {1, 2, 3}
     assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == 9  # every offset is drawn
-    assert math.isclose(_lr_at(2.0, 0.05), 2.0)
+    assert math.isclose(warmup_cosine(2.0, 0.05), 2.0)
 
 
 def test_adamw_is_fused_for_real_parameters_and_matches_the_plain_loop():

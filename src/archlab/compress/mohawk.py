@@ -26,7 +26,7 @@ and head); stage 3 trains the whole student. :func:`mohawk_distill` runs the thr
 
 from __future__ import annotations
 
-import time
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train._trainer import TrialFailed, _lr_at, make_adamw
+from archlab.train import FitState, Hook, TrialFailed, fit
 from archlab.train.distill import soft_target_kl
 from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import DiscreteMamba2
@@ -171,6 +171,14 @@ class MohawkResult:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
+class _Report(Hook):
+    def __init__(self, stage: str, callback: Callable[[str, int, float], None]) -> None:
+        self.stage, self.callback = stage, callback
+
+    def on_step(self, state: FitState) -> None:
+        self.callback(self.stage, state.step, state.loss)
+
+
 def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Callable[[int], torch.Tensor], *,
                    steps: Sequence[int] = (300, 300, 600), lr: float | Sequence[float] = 1e-3,
                    weight_decay: float = 0.0, warmup: float = 0.05, grad_clip: float = 1.0, transfer: bool = True,
@@ -179,7 +187,8 @@ def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Call
     """Distil ``teacher`` into ``student`` in place: stages 1, 2 and 3 for ``steps[0..2]`` steps each.
 
     ``batches(step)`` returns token ids ``(B, L)`` (the step counts across the stages). ``lr`` is one learning
-    rate or one per stage; each stage runs AdamW with linear warm-up and cosine decay over its own steps. A
+    rate or one per stage; each stage runs :func:`archlab.train.fit` (AdamW, betas 0.9 and 0.95, linear
+    warm-up and cosine decay over its own steps, gradient clipping at ``grad_clip``). A
     stage given 0 steps is skipped. ``transfer`` first copies the teacher's shared weights
     (:func:`transfer_weights`). The teacher is left unchanged (eval mode, no gradients); ``on_step(stage, step,
     loss)`` reports progress.
@@ -199,7 +208,7 @@ def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Call
     teacher.eval()
     teacher.requires_grad_(False)
     result = MohawkResult()
-    step = 0
+    counter = itertools.count()  # batches(step) counts the steps across the stages
     try:
         for stage, n, rate in zip(STAGES, steps, rates, strict=True):
             if n == 0:
@@ -208,29 +217,20 @@ def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Call
                 params = list(student.parameters())
             else:
                 params = [p for name, p in student.named_parameters() if _is_distilled(name, layers)]
-            opt = make_adamw(params, lr=_lr_at(rate, 0.0, warmup), weight_decay=weight_decay, betas=(0.9, 0.95))
-            student.train()
-            curve: list[tuple[int, float]] = []
-            start = time.perf_counter()
-            for k in range(1, n + 1):
-                loss = _stage_loss(stage, teacher, student, batches(step))
-                if not torch.isfinite(loss):
-                    raise TrialFailed(f"mohawk: non-finite {stage} loss ({loss.item()}) at step {k}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip:
-                    nn.utils.clip_grad_norm_(params, grad_clip)
-                opt.step()
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(rate, k / n, warmup)
-                step += 1
-                value = loss.item()
-                if k % log_every == 0 or k == n:
-                    curve.append((k, value))
-                if on_step is not None:
-                    on_step(stage, k, value)
-            result.steps[stage], result.curves[stage] = n, curve
-            result.seconds[stage] = time.perf_counter() - start
+
+            def loss_fn(model: nn.Module, ids: torch.Tensor, stage: str = stage) -> torch.Tensor:
+                return _stage_loss(stage, teacher, model, ids)
+
+            hooks = [_Report(stage, on_step)] if on_step is not None else []
+            try:
+                # amp off: the stages' losses are compared against each other in full precision
+                fitted = fit(student, lambda progress: batches(next(counter)), loss_fn, steps=n, params=params,
+                             lr=rate, weight_decay=weight_decay, betas=(0.9, 0.95), warmup=warmup,
+                             grad_clip=grad_clip, log_every=log_every, hooks=hooks, amp=False)
+            except TrialFailed as e:
+                raise TrialFailed(f"mohawk: {stage}: {e}") from e
+            result.steps[stage], result.seconds[stage] = fitted.steps, fitted.seconds
+            result.curves[stage] = [(int(p["step"]), p["loss"]) for p in fitted.curve]
     finally:
         for p, flag in zip(teacher.parameters(), needs_grad, strict=True):
             p.requires_grad_(flag)

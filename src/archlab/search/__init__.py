@@ -1,7 +1,9 @@
 """archlab.search: search strategies behind one ask/tell interface.
 
 ``create_strategy(name, space, seed=..., objectives=...)`` makes any registered strategy; ``list_strategies``
-names them. The default strategy (``DEFAULT_STRATEGY``) is regularized evolution.
+names them; ``@register_strategy("name")`` on a :class:`Strategy` subclass (or a factory) adds one. The default
+strategy (``DEFAULT_STRATEGY``) is regularized evolution. Objectives and constraints are data
+(:class:`Objective`, :class:`Constraint`; presets in :data:`OBJECTIVES`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from archlab.errors import UserError
 from archlab.search._base import (
-    OBJECTIVES,
+    SearchExhausted,
     Strategy,
     TrialRecord,
     check_objectives,
@@ -19,6 +21,15 @@ from archlab.search._base import (
     objective_values,
     pareto_front,
 )
+from archlab.search._objectives import (
+    DIRECTIONS,
+    OBJECTIVES,
+    Constraint,
+    Objective,
+    resolve_constraints,
+    resolve_objectives,
+)
+from archlab.search._pareto import pareto_mask
 from archlab.search.evolution import RegularizedEvolution
 from archlab.search.median_stopping import MedianStopping
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
@@ -27,14 +38,18 @@ from archlab.space import Space
 
 __all__ = [
     "DEFAULT_STRATEGY",
-    "MedianStopping",
-    "OBJECTIVES",
+    "DIRECTIONS",
     "NSGAII",
+    "OBJECTIVES",
+    "TPE",
+    "Constraint",
+    "MedianStopping",
+    "Objective",
     "OptunaStrategy",
     "RandomSearch",
     "RegularizedEvolution",
+    "SearchExhausted",
     "Strategy",
-    "TPE",
     "TrialRecord",
     "check_objectives",
     "create_strategy",
@@ -42,36 +57,45 @@ __all__ = [
     "list_strategies",
     "objective_values",
     "pareto_front",
+    "pareto_mask",
     "register_strategy",
+    "resolve_constraints",
+    "resolve_objectives",
 ]
 
 DEFAULT_STRATEGY = "rea"
-_STRATEGIES: dict[str, Callable[..., Strategy]] = {
-    "random": RandomSearch,
-    "rea": RegularizedEvolution,
-    "tpe": TPE,
-    "nsga2": NSGAII,
-}
+_STRATEGIES: dict[str, Callable[..., Strategy]] = {}
 
 
-def register_strategy(name: str, factory: Callable[..., Strategy]) -> None:
-    """Make ``factory(space, *, seed, objectives, **kw)`` available as ``name``."""
-    _STRATEGIES[name] = factory
+def register_strategy(name: str, factory: Callable[..., Strategy] | None = None):
+    """Register a strategy under ``name``: a :class:`Strategy` subclass (made with its ``from_context``) or a
+    factory ``f(space, *, seed, objectives, constraints, expected_trials, **kw)``. Works as a decorator
+    (``@register_strategy("mine")``) or a call (``register_strategy("mine", Mine)``)."""
+
+    def deco(f: Callable[..., Strategy]) -> Callable[..., Strategy]:
+        _STRATEGIES[name] = f
+        return f
+
+    return deco(factory) if factory is not None else deco
+
+
+for _cls in (RandomSearch, RegularizedEvolution, TPE, NSGAII):
+    register_strategy(_cls.name, _cls)
 
 
 def list_strategies() -> list[str]:
     return sorted(_STRATEGIES)
 
 
-def create_strategy(name: str, space: Space, *, seed: int = 0, objectives: Sequence[str] = ("accuracy",),
-                    constrained: bool = False, expected_trials: int | None = None, **kwargs: Any) -> Strategy:
-    """Make strategy ``name``; ``expected_trials`` (a budget estimate) sizes evolution's population."""
+def create_strategy(name: str, space: Space, *, seed: int = 0, objectives: Sequence[Any] = ("accuracy",),
+                    constraints: Sequence[Any] = (), expected_trials: int | None = None, **kwargs: Any) -> Strategy:
+    """Make strategy ``name`` for a search's context: ``constraints`` (:class:`Constraint`\\ s) and
+    ``expected_trials`` (a budget estimate) are offered to every strategy, which uses what it can."""
     if name not in _STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose from {', '.join(list_strategies())}")
     factory = _STRATEGIES[name]
-    if isinstance(factory, type) and issubclass(factory, OptunaStrategy):
-        kwargs["constrained"] = constrained
-    if expected_trials is not None and factory is RegularizedEvolution:
-        kwargs.setdefault("population_size", RegularizedEvolution.population_for(expected_trials))
-        kwargs.setdefault("sample_size", max(2, kwargs["population_size"] // 3))
-    return factory(space, seed=seed, objectives=objectives, **kwargs)
+    context = dict(seed=seed, objectives=objectives, constraints=tuple(resolve_constraints(constraints)),
+                   expected_trials=expected_trials)
+    if isinstance(factory, type) and issubclass(factory, Strategy):
+        return factory.from_context(space, **context, **kwargs)
+    return factory(space, **context, **kwargs)

@@ -1,12 +1,14 @@
 """The strategy interface: ``ask() -> Arch`` and ``tell(record)``, with state rebuilt from the ledger.
 
-A strategy never trains anything: the runner asks it for an arch, evaluates it, records the result in the
-ledger and tells the strategy. Resuming a run replays the ledger's finished trials through ``tell`` in order,
-so a strategy whose decisions depend only on its seed and on what it was told (every strategy here) continues
-exactly where the interrupted run stopped.
+A strategy never trains anything and never touches the ledger: the search loop asks it for an arch, has an
+evaluator score it, records the result in the ledger and tells the strategy the :class:`TrialRecord` the ledger
+made of it. Resuming a run replays the ledger's records through ``tell`` in trial order, so a strategy whose
+decisions depend only on its seed and on what it was told (every strategy here) continues exactly where the
+interrupted run stopped.
 
-Objectives are named ``accuracy`` (validation accuracy, maximised), ``params``, ``flops`` and ``latency_ms``
-(minimised).
+De-duplication is a strategy policy (``dedupe``): on by default, so an arch is never proposed twice while unseen
+ones remain (training it again would waste the budget); off for the published protocols that charge a repeated
+arch again (regularized evolution and random search on NAS-Bench-201).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlab.errors import UserError
+from archlab.search._objectives import OBJECTIVES, Objective, resolve_objectives
+from archlab.search._pareto import pareto_mask
 from archlab.space import Arch, Space
 
 __all__ = [
-    "OBJECTIVES",
+    "SearchExhausted",
     "Strategy",
     "TrialRecord",
     "check_objectives",
@@ -30,25 +34,17 @@ __all__ = [
     "pareto_front",
 ]
 
-# objective name -> (metric key in TrialRecord.metrics, Optuna direction)
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "accuracy": ("val_accuracy", "maximize"),
-    "params": ("params", "minimize"),
-    "flops": ("flops", "minimize"),
-    "latency_ms": ("latency_ms", "minimize"),
-}
+
+class SearchExhausted(Exception):
+    """``ask()`` of a de-duplicating strategy when every arch of the space has been evaluated or is running."""
 
 
 def check_objectives(objectives: Sequence[str]) -> list[str]:
-    objs = [o.strip() for o in objectives if o.strip()]
-    if not objs:
-        raise UserError("at least one objective is needed (accuracy, params, flops, latency_ms)")
-    for o in objs:
-        if o not in OBJECTIVES:
-            raise UserError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
-    if len(set(objs)) != len(objs):
-        raise UserError(f"objective listed twice in {objs}")
-    return objs
+    """Preset objective names, checked (the CLI's ``--objectives``)."""
+    names = [o.strip() for o in objectives if isinstance(o, str) and o.strip()]
+    if len(names) != len([o for o in objectives if not isinstance(o, str) or o.strip()]):
+        raise UserError("objectives given by name must be preset names: " + ", ".join(OBJECTIVES))
+    return [o.name for o in resolve_objectives(names)]
 
 
 @dataclass(frozen=True)
@@ -58,22 +54,18 @@ class TrialRecord:
     number: int
     arch: Arch
     state: str  # "complete" | "failed" | "infeasible"
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    memo: dict[str, Any] | None = None  # what the proposing strategy asked the ledger to keep (Strategy.memo)
 
     @property
     def ok(self) -> bool:
         return self.state == "complete"
 
 
-def objective_values(record: TrialRecord, objectives: Sequence[str]) -> tuple[float, ...]:
+def objective_values(record: TrialRecord, objectives: Sequence[str | Objective]) -> tuple[float, ...]:
     """Objective values oriented so that larger is better for every objective."""
-    out = []
-    for o in objectives:
-        key, direction = OBJECTIVES[o]
-        v = float(record.metrics[key])
-        out.append(v if direction == "maximize" else -v)
-    return tuple(out)
+    return tuple(o.oriented(record.metrics[o.metric]) for o in resolve_objectives(objectives))
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -81,60 +73,108 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
 
 
-def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
-    """Completed records that no other completed record dominates, in trial order."""
+def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[str | Objective]) -> list[TrialRecord]:
+    """Completed records that no other completed record dominates, in trial order (with one objective: the
+    records that reach the best value)."""
+    objs = resolve_objectives(objectives)
     done = [r for r in records if r.ok]
-    vals = [objective_values(r, objectives) for r in done]
-    return [r for r, v in zip(done, vals, strict=True) if not any(dominates(w, v) for w in vals)]
+    if not done:
+        return []
+    if len(objs) == 1:  # no Pareto work for one objective
+        o = objs[0]
+        best = max(o.oriented(r.metrics[o.metric]) for r in done)
+        return [r for r in done if o.oriented(r.metrics[o.metric]) == best]
+    mask = pareto_mask([[float(r.metrics[o.metric]) for o in objs] for r in done], [o.direction for o in objs])
+    return [r for r, on in zip(done, mask, strict=True) if on]
 
 
 class Strategy(abc.ABC):
     """A search strategy over one space.
 
     Subclasses implement :meth:`propose`; the base class handles the seed stream (one generator per step,
-    derived from the seed and the number of trials told, so resume is exact) and de-duplication (an arch
-    already evaluated is never proposed again while unseen ones remain).
+    derived from the seed and the number of trials told, so resume is exact) and de-duplication: with
+    ``dedupe`` an arch already evaluated, or asked and not yet told (running in a parallel worker), is not
+    proposed again while unseen ones remain, and :class:`SearchExhausted` is raised when none remain.
     """
 
     name: str = "strategy"
     max_resample: int = 200
 
-    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str] = ("accuracy",)) -> None:
+    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
+                 dedupe: bool = True) -> None:
         self.space = space
         self.seed = seed
-        self.objectives = check_objectives(objectives)
+        self.objectives: tuple[Objective, ...] = resolve_objectives(objectives)
+        self.dedupe = dedupe
         self.history: list[TrialRecord] = []
-        self.seen: set[Arch] = set()
+        self.seen: set[Arch] = set()  # archs told
+        self.pending: set[Arch] = set()  # archs asked and not told yet
+
+    @classmethod
+    def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
+                     constraints: Sequence[Any] = (), expected_trials: int | None = None,
+                     **kwargs: Any) -> Strategy:
+        """Make the strategy for a search's context. ``constraints`` and ``expected_trials`` (a budget estimate)
+        are offered to every strategy; one that can use them overrides this (evolution sizes its population,
+        Optuna's samplers take the constraints)."""
+        return cls(space, seed=seed, objectives=objectives, **kwargs)
 
     # -- the interface
     def ask(self) -> Arch:
-        rng = random.Random(f"{self.name}:{self.seed}:{len(self.history)}")
+        rng = random.Random(self._step_seed())
         arch = self.propose(rng)
-        tries = 0
-        while arch in self.seen and tries < self.max_resample:
-            arch = self.propose(rng)
-            tries += 1
-        if arch in self.seen:  # the strategy is stuck on evaluated archs: take an unseen one at random
-            arch = self._unseen(rng) or arch
+        if self.dedupe:
+            tries = 0
+            while self._taken(arch) and tries < self.max_resample:
+                arch = self.propose(rng)
+                tries += 1
+            if self._taken(arch):  # the strategy is stuck on evaluated archs: take an unseen one at random
+                arch = self._unseen(rng)
+                if arch is None:
+                    raise SearchExhausted(f"every arch of space {self.space.name!r} has been evaluated")
+        self.pending.add(arch)
         return arch
+
+    def _step_seed(self, *extra: object) -> str:
+        """The seed of this step's generator: the run seed and the trials told (and asked and running, with
+        parallel workers), so a rebuilt strategy draws what the live one drew."""
+        parts = [self.name, self.seed, len(self.history)] + ([len(self.pending)] if self.pending else []) + list(extra)
+        return ":".join(map(str, parts))
+
+    def _taken(self, arch: Arch) -> bool:
+        return arch in self.seen or arch in self.pending
 
     def _unseen(self, rng: random.Random) -> Arch | None:
         for _ in range(self.max_resample):
             arch = self.space.sample(rng)
-            if arch not in self.seen:
+            if not self._taken(arch):
                 return arch
         if self.space.size() <= 100_000:
-            rest = [a for a in self.space.enumerate() if a not in self.seen]
+            rest = [a for a in self.space.enumerate() if not self._taken(a)]
             return rng.choice(rest) if rest else None
         return None
 
     def tell(self, record: TrialRecord) -> None:
+        self.pending.discard(record.arch)
         self.history.append(record)
         self.seen.add(record.arch)
+        self.observe(record)
+
+    def memo(self, arch: Arch) -> dict[str, Any] | None:
+        """JSON data about the proposal of ``arch`` that the ledger keeps with its trial and gives back in the
+        record on resume (a sampler's per-trial attributes); ``None`` for strategies that need none."""
+        return None
+
+    def observe(self, record: TrialRecord) -> None:  # noqa: B027 (an optional hook, empty by default)
+        """What a subclass learns from a told record (called by :meth:`tell`, live and on resume)."""
+
+    def reset(self) -> None:
+        """Forget everything told (a subclass with state of its own extends this)."""
+        self.history, self.seen, self.pending = [], set(), set()
 
     def rebuild(self, records: Iterable[TrialRecord]) -> None:
         """Reset and replay finished trials (in trial order): the state a fresh run would have reached."""
-        self.history, self.seen = [], set()
+        self.reset()
         for r in sorted(records, key=lambda r: r.number):
             self.tell(r)
 
@@ -148,7 +188,12 @@ class Strategy(abc.ABC):
         return [r for r in self.history if r.ok]
 
     def fitness(self, record: TrialRecord) -> tuple[float, ...]:
-        return objective_values(record, self.objectives)
+        return tuple(o.oriented(record.metrics[o.metric]) for o in self.objectives)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the strategy knows, as plain data (a strategy told live and one rebuilt hold equal states)."""
+        return {"name": self.name, "seed": self.seed, "history": [(r.number, r.arch.key, r.state, r.metrics)
+                                                                  for r in self.history]}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "seed": self.seed}
+        return {"name": self.name, "seed": self.seed, "dedupe": self.dedupe}

@@ -16,20 +16,24 @@ arch alone, so a strategy rebuilt from the ledger proposes exactly what the unin
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from archlab.errors import UserError
-from archlab.search._base import Strategy, dominates
+from archlab.search._base import Strategy, TrialRecord, dominates
+from archlab.search._objectives import Objective
 from archlab.space import Arch, Space
 
 
 class RegularizedEvolution(Strategy):
     name = "rea"
 
-    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str] = ("accuracy",),
+    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
                  population_size: int = 10, sample_size: int = 3,
-                 scorer: Callable[[Arch], Sequence[float]] | None = None, warmup_candidates: int = 10) -> None:
-        super().__init__(space, seed=seed, objectives=objectives)
+                 scorer: Callable[[Arch], Sequence[float]] | None = None, warmup_candidates: int = 10,
+                 dedupe: bool = True) -> None:
+        super().__init__(space, seed=seed, objectives=objectives, dedupe=dedupe)
         if population_size < 2 or not 1 <= sample_size <= population_size:
             raise UserError(f"rea: need population_size >= 2 and 1 <= sample_size <= population_size, "
                             f"got {population_size}, {sample_size}")
@@ -39,6 +43,17 @@ class RegularizedEvolution(Strategy):
         self.sample_size = sample_size
         self.scorer = scorer
         self.warmup_candidates = warmup_candidates
+        self._population: deque[TrialRecord] = deque(maxlen=population_size)
+
+    @classmethod
+    def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
+                     constraints: Sequence[Any] = (), expected_trials: int | None = None,
+                     **kwargs: Any) -> RegularizedEvolution:
+        """With a budget estimate the population scales with it (:meth:`population_for`), the sample a third."""
+        if expected_trials is not None:
+            kwargs.setdefault("population_size", cls.population_for(expected_trials))
+            kwargs.setdefault("sample_size", max(2, kwargs["population_size"] // 3))
+        return cls(space, seed=seed, objectives=objectives, **kwargs)
 
     @staticmethod
     def population_for(expected_trials: int) -> int:
@@ -50,11 +65,20 @@ class RegularizedEvolution(Strategy):
         return max(4, min(50, expected_trials // 3))
 
     @property
-    def population(self) -> list:
-        return self.completed[-self.population_size:]
+    def population(self) -> list[TrialRecord]:
+        """The ``population_size`` most recent completed trials, oldest first (kept as they are told)."""
+        return list(self._population)
+
+    def observe(self, record: TrialRecord) -> None:
+        if record.ok:
+            self._population.append(record)  # the oldest member leaves as the child joins
+
+    def reset(self) -> None:
+        super().reset()
+        self._population.clear()
 
     def propose(self, rng: random.Random) -> Arch:
-        population = self.population
+        population = self._population
         if len(population) < self.population_size:
             if self.scorer is None:
                 return self.space.sample(rng)
@@ -70,7 +94,7 @@ class RegularizedEvolution(Strategy):
         candidates: list[Arch] = []
         for _ in range(self.warmup_candidates * 20):
             arch = self.space.sample(rng)
-            if arch not in self.seen and arch not in candidates:
+            if not self._taken(arch) and arch not in candidates:
                 candidates.append(arch)
                 if len(candidates) == self.warmup_candidates:
                     break

@@ -2,11 +2,13 @@
 Optimization", NeurIPS 2011; Optuna's ``TPESampler``) and NSGA-II (Deb et al., "A Fast and Elitist
 Multiobjective Genetic Algorithm: NSGA-II", 2002; Optuna's ``NSGAIISampler``).
 
-The space is asked for define-by-run (``Space.suggest``), so conditional decisions become conditional Optuna
-parameters. The sampler is re-created before each ask with a seed derived from the run seed and the number of
-trials told: its state otherwise lives in the study, so a resumed run makes the same proposals. A proposal that
-repeats an evaluated arch is recorded in the study as a duplicate (with the original's values, so the sampler
-learns from it) and is never trained again.
+A sampler proposes through ask/tell like every strategy and never touches the run's ledger: each strategy keeps
+a private in-memory Optuna study holding exactly the records it was told (as completed trials with the arch's
+params and distributions). The space is asked define-by-run (``Space.suggest``), so conditional decisions become
+conditional Optuna parameters. The sampler is re-created before each ask with a seed derived from the run seed,
+the number of trials told and the attempt, so a strategy rebuilt from the ledger makes the same proposals. A
+proposal that repeats an evaluated arch is not recorded anywhere: the strategy asks again with the next seed
+(and after ``max_duplicates`` attempts takes an unseen arch at random).
 """
 
 from __future__ import annotations
@@ -16,78 +18,141 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
 
-from archlab.search._base import OBJECTIVES, Strategy, TrialRecord
+from archlab.search._base import SearchExhausted, Strategy, TrialRecord
+from archlab.search._objectives import Constraint, Objective
 from archlab.space import Arch, Space
 
-__all__ = ["NSGAII", "OptunaStrategy", "TPE"]
+__all__ = ["NSGAII", "TPE", "OptunaStrategy", "params_and_distributions"]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_CONSTRAINTS = "constraints"
+
+
+class _Recorder:
+    """A stand-in for an Optuna trial that answers ``suggest_*`` with fixed params and records each call's
+    distribution (what ``Space.suggest`` asks for an arch is exactly its Optuna search space)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.distributions: dict[str, BaseDistribution] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.distributions[name] = CategoricalDistribution(list(choices))
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        self.distributions[name] = IntDistribution(low, high, step=step, log=log)
+        return self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        self.distributions[name] = FloatDistribution(low, high, step=step, log=log)
+        return self.params[name]
+
+
+def params_and_distributions(space: Space, arch: Arch) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """The Optuna params of ``arch`` and the distributions they were drawn from."""
+    params = space.to_params(arch)
+    recorder = _Recorder(params)
+    space.suggest(recorder)
+    return params, recorder.distributions
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    return trial.user_attrs.get("constraints", [0.0])
+    return trial.user_attrs.get(_CONSTRAINTS, [0.0])
 
 
 class OptunaStrategy(Strategy):
-    """An Optuna sampler driving the ledger's own study (``attach`` gives it the study)."""
+    """An Optuna sampler proposing archs from a private in-memory study of the records it was told."""
 
     name = "optuna"
     max_duplicates = 20
 
-    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str] = ("accuracy",),
-                 constrained: bool = False, **sampler_kwargs: Any) -> None:
-        super().__init__(space, seed=seed, objectives=objectives)
+    def __init__(self, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
+                 constrained: bool = False, dedupe: bool = True, **sampler_kwargs: Any) -> None:
+        super().__init__(space, seed=seed, objectives=objectives, dedupe=dedupe)
         self.constrained = constrained
         self.sampler_kwargs = sampler_kwargs
-        self.study: optuna.Study | None = None
-        self._pending: dict[Arch, optuna.Trial] = {}
         self.duplicates = 0
+        self._told: list[optuna.trial.FrozenTrial] = []
+        self._memos: dict[Arch, dict[str, Any]] = {}
+
+    @classmethod
+    def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
+                     constraints: Sequence[Constraint] = (), expected_trials: int | None = None,
+                     **kwargs: Any) -> OptunaStrategy:
+        """With constraints, the sampler takes them (Optuna's ``constraints_func``)."""
+        kwargs.setdefault("constrained", bool(constraints))
+        return cls(space, seed=seed, objectives=objectives, **kwargs)
+
+    def _new_study(self) -> optuna.Study:
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                                    directions=[o.direction for o in self.objectives])
+        study.add_trials(self._told)
+        return study
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
-
-    def attach(self, study: optuna.Study) -> None:
-        self.study = study
-
-    def pending_trial(self, arch: Arch) -> optuna.Trial | None:
-        return self._pending.pop(arch, None)
 
     def propose(self, rng: random.Random) -> Arch:
         return self.space.sample(rng)  # unused: ask() is the sampler's
 
     def ask(self) -> Arch:
-        if self.study is None:
-            raise RuntimeError(f"{self.name}: attach(study) before ask()")
-        by_arch = {r.arch: r for r in self.history}
+        # a fresh private study of the told records for every ask: what the sampler sees is a function of the
+        # history alone, so a strategy rebuilt from the ledger asks exactly what the live one asked
+        study = self._new_study()
         for attempt in range(self.max_duplicates):
-            seed = random.Random(f"{self.name}:{self.seed}:{len(self.history)}:{attempt}").randrange(2**31)
-            self.study.sampler = self.make_sampler(seed)
-            trial = self.study.ask()
+            seed = random.Random(self._step_seed(attempt)).randrange(2**31)
+            study.sampler = self.make_sampler(seed)
+            trial = study.ask()
             arch = self.space.suggest(trial)
-            if arch in by_arch:
-                self._record_duplicate(trial, by_arch[arch])
-            elif arch in self.seen:  # being trained by a parallel worker: no values to copy yet
-                self.duplicates += 1
-                trial.set_user_attr("duplicate_of", "running")
-                trial.set_user_attr("reason", "duplicate of a trial still running")
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
-                self._pending[arch] = trial
+            if not (self.dedupe and self._taken(arch)):
+                self.pending.add(arch)
+                attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+                self._memos[arch] = {k: v for k, v in attrs.items() if _jsonable(v)}
                 return arch
-        rng = random.Random(f"{self.name}:{self.seed}:{len(self.history)}:fallback")
-        return self._unseen(rng) or self.space.sample(rng)  # the sampler keeps repeating itself
+            self.duplicates += 1  # asked again with the next seed; the duplicate is recorded nowhere
+        rng = random.Random(self._step_seed("fallback"))
+        arch = self._unseen(rng)
+        if arch is None:
+            raise SearchExhausted(f"every arch of space {self.space.name!r} has been evaluated")
+        self.pending.add(arch)
+        return arch
 
-    def _record_duplicate(self, trial: optuna.Trial, original: TrialRecord) -> None:
-        assert self.study is not None
-        self.duplicates += 1
-        trial.set_user_attr("duplicate_of", original.number)
-        if original.state == "failed":
-            trial.set_user_attr("reason", f"duplicate of failed trial {original.number}")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return
-        if "constraints" in original.metrics:
-            trial.set_user_attr("constraints", original.metrics["constraints"])
-        values = [float(original.metrics[OBJECTIVES[o][0]]) for o in self.objectives]
-        self.study.tell(trial, values)
+    def memo(self, arch: Arch) -> dict[str, Any] | None:
+        """The sampler's own attributes of the trial that proposed ``arch`` (NSGA-II's generation, ...), kept in
+        the ledger with the trial so that a rebuilt strategy's private study is the live one."""
+        return self._memos.pop(arch, None) or None
+
+    def observe(self, record: TrialRecord) -> None:
+        params, distributions = params_and_distributions(self.space, record.arch)
+        system_attrs = dict(record.memo or {})
+        if record.state == "failed":
+            frozen = create_trial(state=TrialState.FAIL, params=params, distributions=distributions,
+                                  system_attrs=system_attrs)
+        else:
+            attrs = {}
+            if "constraints" in record.metrics:
+                attrs[_CONSTRAINTS] = list(record.metrics["constraints"])
+            values = [float(record.metrics[o.metric]) if o.metric in record.metrics else o.worst
+                      for o in self.objectives]
+            frozen = create_trial(values=values, params=params, distributions=distributions, user_attrs=attrs,
+                                  system_attrs=system_attrs)
+        self._told.append(frozen)
+
+    def reset(self) -> None:
+        super().reset()
+        self._told = []
+        self._memos = {}
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str)) or (
+        isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value))
 
 
 class TPE(OptunaStrategy):
@@ -108,5 +173,3 @@ class NSGAII(OptunaStrategy):
         if self.constrained:
             kw["constraints_func"] = _constraints
         return optuna.samplers.NSGAIISampler(seed=seed, **kw)
-
-

@@ -2,13 +2,16 @@
 
 ``choice``, ``integer``, ``real``, ``repeat`` and ``optional`` declare decisions; nested ``dict``\\ s group
 them; a :class:`Space` samples, mutates, crosses over, enumerates, counts and encodes :class:`Arch` genotypes
-and builds them into models. Predefined spaces are made with :func:`create_space`.
+and builds them into models; it lists its decisions (:class:`Decision`) for supernets and Optuna, inverts
+``to_params`` (``from_params``), gives its smallest and largest archs (``extreme``) and a ``fingerprint`` that
+pins it. Predefined spaces are made with :func:`create_space`.
 """
 
 from archlab.space._arch import Arch, FrozenDict
 from archlab.space._nodes import (
     Choice,
     Constant,
+    Decision,
     Integer,
     Node,
     Optional,
@@ -28,6 +31,7 @@ __all__ = [
     "Arch",
     "Choice",
     "Constant",
+    "Decision",
     "FrozenDict",
     "Integer",
     "Node",

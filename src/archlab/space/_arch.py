@@ -4,6 +4,10 @@ An :class:`Arch` holds the choices made in a :class:`~archlab.space.Space` as a 
 (``None``, ``bool``, ``int``, ``float``, ``str``, lists and string-keyed objects). Lists are frozen to
 tuples and objects to :class:`FrozenDict`, so an ``Arch`` can key a dict or a set. Two archs are equal when
 their canonical JSON text is equal, which keeps ``1`` and ``1.0`` apart, as JSON does.
+
+Search strategies make archs by the hundred thousand, so the hot path is cheap: the canonical text is written
+only when first needed (``key``, hashing, equality), and an arch made by a :class:`~archlab.space.Space`
+(``sample``, ``mutate``, ``crossover``, ...) remembers that space, which then skips re-checking it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from archlab.errors import SpaceError
 
 __all__ = ["Arch", "FrozenDict", "freeze", "thaw"]
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
 
 class FrozenDict(Mapping):
     """A read-only, hashable mapping that keeps insertion order."""
@@ -28,6 +34,14 @@ class FrozenDict(Mapping):
         data.update(kw)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_hash", None)
+
+    @classmethod
+    def _of(cls, data: dict[str, Any]) -> FrozenDict:
+        """Wrap ``data`` (already frozen, and owned by the caller from now on) without copying: the hot path."""
+        self = object.__new__(cls)
+        _set_data(self, data)
+        _set_hash(self, None)
+        return self
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -58,6 +72,10 @@ class FrozenDict(Mapping):
         return f"FrozenDict({self._data!r})"
 
 
+_set_data = FrozenDict.__dict__["_data"].__set__  # slot setters: bypass the immutability guard when building
+_set_hash = FrozenDict.__dict__["_hash"].__set__
+
+
 def freeze(value: Any, path: str = "arch") -> Any:
     """Turn a JSON-like value into its immutable form, checking that it is JSON-representable."""
     if value is None or isinstance(value, (bool, int, str)):
@@ -80,6 +98,10 @@ def freeze(value: Any, path: str = "arch") -> Any:
 
 def thaw(value: Any) -> Any:
     """The plain-Python (dict / list) form of a frozen value."""
+    if type(value) in _SCALARS:
+        return value
+    if type(value) is FrozenDict:
+        return {k: thaw(v) for k, v in value._data.items()}
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
@@ -94,14 +116,28 @@ class Arch(Mapping):
     exactly; ``arch.key`` is the canonical text used for equality, hashing and de-duplication.
     """
 
-    __slots__ = ("_tree", "_key")
+    __slots__ = ("_tree", "_key", "_space")
 
     def __init__(self, tree: Mapping[str, Any]) -> None:
         frozen = freeze(tree)
         if not isinstance(frozen, FrozenDict):
             raise SpaceError("an Arch is a mapping of names to chosen values")
-        object.__setattr__(self, "_tree", frozen)
-        object.__setattr__(self, "_key", json.dumps(thaw(frozen), sort_keys=True, separators=(",", ":")))
+        _set_tree(self, frozen)
+        _set_key(self, None)
+        _set_space(self, None)
+
+    @classmethod
+    def _trusted(cls, tree: FrozenDict, space: object | None = None) -> Arch:
+        """An arch of an already-frozen ``tree`` that ``space`` made or checked: no freezing, no checks.
+
+        Only :class:`~archlab.space.Space` calls this, with trees its nodes built; ``space`` then accepts the
+        arch back without validating it again.
+        """
+        self = object.__new__(cls)
+        _set_tree(self, tree)
+        _set_key(self, None)
+        _set_space(self, space)
+        return self
 
     @property
     def tree(self) -> FrozenDict:
@@ -109,7 +145,12 @@ class Arch(Mapping):
 
     @property
     def key(self) -> str:
-        return self._key
+        """The canonical JSON text (sorted keys, no spaces), written on first use."""
+        key = self._key
+        if key is None:
+            key = json.dumps(self._tree._data, sort_keys=True, separators=(",", ":"), default=_plain)
+            _set_key(self, key)
+        return key
 
     def __getitem__(self, name: str) -> Any:
         return self._tree[name]
@@ -121,10 +162,12 @@ class Arch(Mapping):
         return len(self._tree)
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return hash(self.key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Arch) and other._key == self._key
+        if not isinstance(other, Arch):
+            return False
+        return other._tree is self._tree or other.key == self.key
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Arch is immutable")
@@ -150,3 +193,15 @@ class Arch(Mapping):
         if not isinstance(data, dict):
             raise SpaceError("arch JSON must be an object of names to chosen values")
         return cls(data)
+
+
+def _plain(value: Any) -> Any:
+    """What JSON writes for a frozen value it has no rule for: a FrozenDict's dict (tuples are lists already)."""
+    if isinstance(value, FrozenDict):
+        return value._data
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+_set_tree = Arch.__dict__["_tree"].__set__
+_set_key = Arch.__dict__["_key"].__set__
+_set_space = Arch.__dict__["_space"].__set__

@@ -9,10 +9,16 @@ the chosen values into an ``nn.Module``::
                   norm=choice(["groupnorm", "batchnorm"]))
     arch = space.sample(seed=0)
     model = space.build(arch)
+
+An arch the space made (``sample``, ``mutate``, ``crossover``, ``enumerate``, ``suggest``, ``from_params``,
+``extreme``) or already validated carries a private mark of that space, so passing it back (the inner loop of
+every search strategy) costs no second check.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -21,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from archlab.errors import SpaceError
-from archlab.space._arch import Arch, FrozenDict
-from archlab.space._nodes import Struct
+from archlab.space._arch import Arch, FrozenDict, _set_space
+from archlab.space._node import EXTREMES, Decision, ParamsTrial
+from archlab.space._structure import Struct
 
 __all__ = ["Space", "as_rng"]
 
@@ -41,7 +48,11 @@ def as_rng(seed: Seed) -> random.Random:
 
 
 class Space:
-    """A search space: named decisions plus a ``build(arch) -> nn.Module`` function."""
+    """A search space: named decisions plus a ``build(arch) -> nn.Module`` function.
+
+    ``spec`` is ``None`` for a space declared by hand; :func:`~archlab.space.create_space` sets it to the keyword
+    arguments that rebuild the same space (``create_space(**space.spec)``), defaults resolved.
+    """
 
     def __init__(self, build: Callable[[Mapping[str, Any]], Any] | None = None, /, *,
                  name: str = "custom", **fields: Any) -> None:
@@ -50,18 +61,27 @@ class Space:
         self.name = name
         self._build = build
         self.root = Struct(fields)
+        self.spec: dict[str, Any] | None = None
 
     # -- membership
     def validate(self, arch: Arch | Mapping[str, Any] | str) -> Arch:
         """Return ``arch`` as an :class:`Arch` of this space, or raise :class:`SpaceError` saying why not."""
-        if isinstance(arch, str):
+        if isinstance(arch, Arch):
+            if arch._space is self:
+                return arch
+        elif isinstance(arch, str):
             arch = Arch.from_json(arch)
-        elif not isinstance(arch, Arch):
+        else:
             if not isinstance(arch, Mapping):
                 raise SpaceError(f"an arch is a mapping of names to values, got {type(arch).__name__}")
             arch = Arch(arch)
         self.root.check(arch.tree, self.name)
+        _mark(arch, self)
         return arch
+
+    def _own(self, arch: Arch) -> Arch:
+        """``arch`` itself when this space made or checked it (the hot path), else :meth:`validate`."""
+        return arch if isinstance(arch, Arch) and arch._space is self else self.validate(arch)
 
     def __contains__(self, arch: object) -> bool:
         try:
@@ -73,21 +93,25 @@ class Space:
     # -- generation
     def sample(self, seed: Seed = None) -> Arch:
         """A uniformly random decision at every node (not uniform over archs when repeats vary)."""
-        return Arch(self.root.sample(as_rng(seed)))
+        return Arch._trusted(self.root.sample(seed if type(seed) is random.Random else as_rng(seed)), self)
 
     def mutate(self, arch: Arch, seed: Seed = None) -> Arch:
         """A one-step neighbour: exactly one decision changed (a repeat count grows or shrinks by one step)."""
-        arch = self.validate(arch)
-        rng = as_rng(seed)
-        n = self.root.sites(arch.tree)
+        tree = self._own(arch)._tree
+        rng = seed if type(seed) is random.Random else as_rng(seed)
+        root = self.root
+        n = root.fixed_sites
+        if n is None:
+            n = root.sites(tree)
         if n == 0:
             raise SpaceError(f"space {self.name!r} has a single architecture: nothing to mutate")
-        return Arch(self.root.mutate(arch.tree, rng.randrange(n), rng))
+        return Arch._trusted(root.mutate(tree, rng.randrange(n), rng), self)
 
     def crossover(self, a: Arch, b: Arch, seed: Seed = None) -> Arch:
         """Uniform crossover: each decision from either parent (recursively where both have it)."""
-        a, b = self.validate(a), self.validate(b)
-        return Arch(self.root.crossover(a.tree, b.tree, as_rng(seed)))
+        ta, tb = self._own(a)._tree, self._own(b)._tree
+        rng = seed if type(seed) is random.Random else as_rng(seed)
+        return Arch._trusted(self.root.crossover(ta, tb, rng), self)
 
     def size(self) -> int | float:
         """The number of distinct archs (an exact int; ``math.inf`` with ``real()`` ranges)."""
@@ -100,7 +124,19 @@ class Space:
             shown = "infinitely many" if n == math.inf else f"{n:,}"
             raise SpaceError(f"space {self.name!r} has {shown} archs, more than the enumeration limit {limit:,}")
         for tree in self.root.enumerate():
-            yield Arch(tree)
+            yield Arch._trusted(tree, self)
+
+    def extreme(self, which: str) -> Arch:
+        """The smallest (``"min"``) or largest (``"max"``) arch, by one rule applied at every node.
+
+        Integer and real ranges take their low / high end; repeats their fewest / most repetitions (each one at
+        the same extreme); optional parts are absent for ``"min"`` and present for ``"max"``; a choice whose
+        options are all numbers takes the smallest / largest number, any other choice (names, callables,
+        branches) its first / last option as declared, a branch at the same extreme.
+        """
+        if which not in EXTREMES:
+            raise SpaceError(f"extreme(): which must be 'min' or 'max', got {which!r}")
+        return Arch._trusted(self.root.extreme(which), self)
 
     # -- surrogate models
     @property
@@ -109,24 +145,54 @@ class Space:
 
     def encode(self, arch: Arch) -> np.ndarray:
         """A fixed-length float vector: one-hot choices, scaled integers, presence flags of optional parts."""
-        arch = self.validate(arch)
-        return np.asarray(self.root.encode(arch.tree), dtype=np.float64)
+        return np.asarray(self.root.encode(self._own(arch)._tree), dtype=np.float64)
 
     # -- Optuna
     def suggest(self, trial: Any) -> Arch:
         """Ask an Optuna trial for an arch (define-by-run; conditional parts become conditional params)."""
-        return Arch(self.root.suggest(trial, ""))
+        return Arch._trusted(self.root.suggest(trial, ""), self)
 
     def to_params(self, arch: Arch) -> dict[str, Any]:
         """The Optuna params that :meth:`suggest` records for ``arch`` (for ``study.enqueue_trial``)."""
-        arch = self.validate(arch)
-        return self.root.params(arch.tree, "")
+        return self.root.params(self._own(arch)._tree, "")
+
+    def from_params(self, params: Mapping[str, Any]) -> Arch:
+        """The arch whose :meth:`to_params` are ``params`` (an Optuna trial's ``params``): the inverse.
+
+        Every param the arch needs must be there with an allowed value, and no other param may be.
+        """
+        trial = ParamsTrial(params)
+        tree = self.root.suggest(trial, "")
+        unused = trial.unused()
+        if unused:
+            raise SpaceError(f"from_params: unknown param(s) {unused} for space {self.name!r}")
+        self.root.check(tree, self.name)
+        return Arch._trusted(tree, self)
+
+    def decisions(self) -> list[Decision]:
+        """Every decision of the space over its maximal structure, in :meth:`suggest`'s order.
+
+        Each :class:`~archlab.space.Decision` names its Optuna param (``path``), its kind and options or range,
+        and the conditions under which it is made: repeats are unrolled to their largest count (repetition
+        ``i`` conditional on ``<repeat>.count`` being above ``i``), every branch of a choice is listed
+        (conditional on the choice taking that branch), optional parts are conditional on ``<path>.present``.
+        What a supernet must hold, and a study's full set of distributions.
+        """
+        return self.root.decisions("", ())
+
+    def fingerprint(self) -> str:
+        """A short, stable hex digest of the decision tree: fields, node kinds, options, ranges, counts.
+
+        Equal for two spaces that declare the same decisions in the same order; it ignores the space's name
+        and its build function (two spaces with one fingerprint give the same archs, encodings and params).
+        """
+        text = json.dumps(self.root.signature(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- models
     def decode(self, arch: Arch) -> FrozenDict:
         """The read-only values a builder sees (callable options resolved)."""
-        arch = self.validate(arch)
-        return self.root.decode(arch.tree)
+        return self.root.decode(self._own(arch)._tree)
 
     def build(self, arch: Arch, **kwargs: Any) -> Any:
         """``build(decoded arch, **kwargs)``: the model for ``arch``."""
@@ -142,3 +208,7 @@ class Space:
     def __repr__(self) -> str:
         return f"Space(name={self.name!r}, fields={list(self.root.fields)})"
 
+
+def _mark(arch: Arch, space: Space) -> None:
+    """Remember on ``arch`` that ``space`` checked it (a private cache slot; the arch's value is unchanged)."""
+    _set_space(arch, space)

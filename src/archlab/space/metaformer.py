@@ -4,7 +4,8 @@ MetaFormer (Yu et al., "MetaFormer Is Actually What You Need for Vision", CVPR 2
 token mixer from the rest of the block. This space searches the number of stages, each stage's token mixer,
 depth and width, and the MLP ratio and norm shared by all blocks. The mixer choice is every mixer registered
 in :mod:`archlab.zoo` at the time the space is made (except causal sequence mixers, which only see the
-tokens before them), so each new zoo mixer grows the space with no change here.
+tokens before them), so each new zoo mixer grows the space with no change here; the space's ``spec`` lists the
+mixers it was made with, so ``create_space(**space.spec)`` rebuilds that same space later.
 
 For images larger than 16 pixels the stem's stride is a decision too (2: a 3x3 stem; 4: PoolFormer's 7x7
 stem), which trades resolution, and so accuracy, against compute.
@@ -77,7 +78,7 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
     from archlab.zoo.layers.norms import NORMS
 
     extra: dict[str, Any] = {"stem_stride": choice(strides)} if len(strides) > 1 else {}
-    return Space(
+    space = Space(
         build,
         name="metaformer",
         stages=repeat(dict(mixer=choice(names), depth=integer(1, max_depth), width=choice(list(widths))),
@@ -86,3 +87,5 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
         norm=choice(list(NORMS)),
         **extra,
     )
+    space.spec = {"mixers": names}  # the mixers of today, made explicit (see create_space)
+    return space

@@ -5,10 +5,11 @@ default every one registered in :mod:`archlab.zoo`: attention, GLA, Mamba, SSD, 
 space is made), so mixing them gives hybrids (Jamba-style attention + SSM stacks) with no extra declaration. The
 depth is a searchable repeat; the width and the MLP ratio are shared by all layers.
 
-A mixer with a state size gets a conditional decision inside its branch of the per-layer choice, so an arch
-carries only the decisions its mixers use: ``d_state`` for mixers whose factory takes one (Mamba's SSM state,
-SSD's per-head state, S4D's ``N``), ``memory_size`` for the LMU's Legendre order. A layer's genotype reads
-``{"option": "mamba", "d_state": 16}`` or ``{"option": "gla"}``.
+Each mixer's searchable settings, as it declares them in the zoo (``register_mixer(..., settings=...)``), become
+conditional decisions inside its branch of the per-layer choice, so an arch carries only the decisions its
+mixers use: ``d_state`` for Mamba's SSM state, SSD's per-head state and S4D's ``N``, ``memory_size`` for the
+LMU's Legendre order. A layer's genotype reads ``{"option": "mamba", "d_state": 16}`` or ``{"option": "gla"}``.
+The space's own arguments (``d_states``, ``orders``, ``state_sizes``) override the declared state sizes.
 
 Inputs: token ids with ``input_shape=(L,)`` and ``vocab_size`` set, or float series ``input_shape=(C, L)``.
 ``task="classify"`` builds ``sequence_classifier`` (``num_classes`` logits from the last position);
@@ -17,7 +18,6 @@ Inputs: token ids with ``input_shape=(L,)`` and ``vocab_size`` set, or float ser
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,22 +29,21 @@ from archlab.space._space import Space
 __all__ = ["DEFAULT_D_STATES", "DEFAULT_ORDERS", "DEFAULT_WIDTHS", "TASKS", "sequence_space", "state_kwarg"]
 
 DEFAULT_WIDTHS = (32, 48, 64, 96, 128)
-DEFAULT_D_STATES = (8, 16, 32)
-DEFAULT_ORDERS = (16, 32, 64)
+DEFAULT_D_STATES = (8, 16, 32)  # what the zoo's SSM mixers declare for d_state
+DEFAULT_ORDERS = (16, 32, 64)  # and the LMU for memory_size
 TASKS = ("classify", "lm")
-# factory keyword -> which default choices it takes; the first one a factory names is its state size
+# a state-size setting -> which of the space's arguments overrides its declared values
 _STATE_KWARGS = {"d_state": "d_states", "memory_size": "orders", "order": "orders"}
 
 
 def state_kwarg(mixer: str) -> str | None:
-    """The keyword that sets ``mixer``'s state size (``d_state``, ``memory_size``, ``order``), or ``None``.
+    """The setting that sizes ``mixer``'s state (``d_state``, ``memory_size``, ``order``), or ``None``.
 
-    Only keywords the factory names explicitly count: ``**kwargs`` passed on to a module is not a promise.
+    Read from the settings the mixer declares in the zoo's registry, the first state-size one.
     """
     from archlab import zoo
 
-    params = inspect.signature(zoo.get_mixer_spec(mixer).factory).parameters
-    return next((k for k in _STATE_KWARGS if k in params), None)
+    return next((k for k in zoo.get_mixer_spec(mixer).settings if k in _STATE_KWARGS), None)
 
 
 def _positive_ints(what: str, values: Sequence[int]) -> list[int]:
@@ -57,15 +56,18 @@ def _positive_ints(what: str, values: Sequence[int]) -> list[int]:
 @register_space("sequence")
 def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Sequence[str] | None = None,
                    widths: Sequence[int] = DEFAULT_WIDTHS, max_depth: int = 4, vocab_size: int | None = None,
-                   task: str = "classify", d_states: Sequence[int] = DEFAULT_D_STATES,
-                   orders: Sequence[int] = DEFAULT_ORDERS, state_sizes: Mapping[str, Sequence[int]] | None = None,
+                   task: str = "classify", d_states: Sequence[int] | None = None,
+                   orders: Sequence[int] | None = None, state_sizes: Mapping[str, Sequence[int]] | None = None,
                    mlp_ratios: Sequence[float] = (0, 2, 4), norm: str = "layernorm",
                    mixer_kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> Space:
     """The sequence space for inputs of ``input_shape`` (``(L,)`` token ids or ``(C, L)`` series).
 
-    ``d_states`` are the choices of ``d_state`` for every mixer that has one, ``orders`` those of the LMU's
-    memory size; ``state_sizes`` overrides them per mixer name (an empty list fixes the mixer's default).
-    ``mixer_kwargs`` gives fixed keywords per mixer name (e.g. ``{"gla": {"mode": "recurrent"}}``).
+    Each mixer's state size is chosen among the values it declares in the zoo, unless ``d_states`` (the
+    choices of ``d_state`` for every mixer that has one) or ``orders`` (of ``memory_size`` / ``order``) are
+    given; ``state_sizes`` overrides them per mixer name (an empty list fixes the mixer's default). Other
+    declared settings are searched as declared. ``mixer_kwargs`` gives fixed keywords per mixer name (e.g.
+    ``{"gla": {"mode": "recurrent"}}``). The returned space's ``spec`` names every mixer and its state sizes,
+    so it rebuilds the same space after new mixers are registered.
     """
     from archlab import zoo
 
@@ -88,7 +90,8 @@ def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Se
     if not isinstance(max_depth, int) or max_depth < 1:
         raise SpaceError(f"the sequence space: max_depth must be a positive int, got {max_depth!r}")
     widths = _positive_ints("widths", widths)
-    defaults = {"d_states": _positive_ints("d_states", d_states), "orders": _positive_ints("orders", orders)}
+    overrides = {"d_states": None if d_states is None else _positive_ints("d_states", d_states),
+                 "orders": None if orders is None else _positive_ints("orders", orders)}
     if not mlp_ratios or any(r < 0 for r in mlp_ratios):
         raise SpaceError(f"the sequence space: mlp_ratios must be a non-empty list of ratios >= 0, got {mlp_ratios}")
     state_sizes = dict(state_sizes or {})
@@ -107,13 +110,25 @@ def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Se
             raise SpaceError(f"the sequence space: settings given for mixer {m!r}, which is not among {names}")
 
     branches: dict[str, Node | dict[str, Any]] = {}
+    resolved_sizes: dict[str, list[int]] = {}
     for m in names:
+        settings = {k: list(v) for k, v in zoo.get_mixer_spec(m).settings.items()}
         key = state_kwarg(m)
-        values = list(state_sizes[m]) if m in state_sizes else (defaults[_STATE_KWARGS[key]] if key else [])
-        if values and key is None:
-            raise SpaceError(f"the sequence space: mixer {m!r} has no state size (d_state, memory_size or order)")
+        if key is None:
+            if m in state_sizes and list(state_sizes[m]):
+                raise SpaceError(f"the sequence space: mixer {m!r} has no state size (d_state, memory_size or "
+                                 "order)")
+        else:  # per mixer, else the space's argument for this kind of state, else what the mixer declares
+            values = settings[key]
+            if m in state_sizes:
+                values = list(state_sizes[m])
+            elif overrides[_STATE_KWARGS[key]] is not None:
+                values = overrides[_STATE_KWARGS[key]]
+            resolved_sizes[m] = _positive_ints(f"state sizes of {m!r}", values) if values else []
+            settings[key] = resolved_sizes[m]
+        decisions = {k: choice(v) for k, v in settings.items() if v}
         # A Constant keeps the choice a branch (genotype {"option": name}) for mixers with no decision.
-        branches[m] = {key: choice(_positive_ints(f"state sizes of {m!r}", values))} if values else Constant(None)
+        branches[m] = decisions or Constant(None)
 
     model = "sequence_lm" if task == "lm" else "sequence_classifier"
 
@@ -128,10 +143,12 @@ def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Se
             return zoo.create_model(model, vocab_size=vocab_size, **kw)
         return zoo.create_model(model, num_classes=num_classes, vocab_size=vocab_size, in_chans=in_chans, **kw)
 
-    return Space(
+    space = Space(
         build,
         name="sequence",
         layers=repeat(choice(branches), count=integer(1, max_depth)),
         width=choice(widths),
         mlp_ratio=choice(list(mlp_ratios)),
     )
+    space.spec = {"mixers": names, "state_sizes": resolved_sizes}  # defaults resolved (see create_space)
+    return space

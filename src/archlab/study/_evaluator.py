@@ -1,100 +1,134 @@
-"""Evaluating one arch: build, measure, check the constraints, train at the search fidelity, test.
+"""Evaluators: arch in, :class:`EvalResult` out (metrics, cost, learning curve, optionally the trained model).
 
-Constraints on parameters, FLOPs and latency are checked before training, so an arch that cannot meet them
-costs a build and a measurement, not a training run. Test accuracy is measured for the record but is never
-shown to a strategy (see :class:`~archlab.search.TrialRecord`).
+:class:`Evaluator` is the seam every way of scoring an arch plugs into — training it at a fidelity
+(:class:`TrainingEvaluator`, here), looking it up in a tabular benchmark, inheriting a supernet's weights, or
+computing a zero-cost proxy — without touching the search loop. An evaluator reports whatever metrics it has;
+objectives and constraints name them. ``metrics["cost_s"]`` is what a trial costs (charged to a cost-clock
+:class:`~archlab.study.Budget`).
+
+:class:`TrainingEvaluator` measures parameters, FLOPs and latency before training and checks the constraints on
+them there, so an arch that cannot meet them costs a build and a measurement, not a training run. Test accuracy
+is measured for the record but is never shown to a strategy.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import nn
 
 from archlab.data import Dataset
-from archlab.errors import UserError
 from archlab.export import load_weights
 from archlab.measure import count_flops, count_params, measure_latency
+from archlab.search import Constraint, resolve_constraints
 from archlab.space import Arch, Space
 from archlab.train import TrainConfig, TrialFailed, evaluate, seed_everything, train_model
 
-__all__ = ["Constraints", "EvalResult", "Evaluator"]
+__all__ = ["EvalResult", "Evaluator", "TrainingEvaluator", "check_constraints", "evaluator_factory",
+           "failure_reason"]
 
-
-@dataclass(frozen=True)
-class Constraints:
-    max_params: int | None = None
-    max_flops: int | None = None
-    max_latency_ms: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_params", "max_flops", "max_latency_ms"):
-            v = getattr(self, name)
-            if v is not None and not (v > 0 and math.isfinite(v)):
-                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-
-    @property
-    def active(self) -> bool:
-        return any(v is not None for v in (self.max_params, self.max_flops, self.max_latency_ms))
-
-    def violations(self, metrics: dict[str, Any]) -> list[float]:
-        """One value per active constraint: ``value / limit - 1`` (<= 0 when met), Optuna's convention."""
-        out = []
-        for key, limit in (("params", self.max_params), ("flops", self.max_flops),
-                           ("latency_ms", self.max_latency_ms)):
-            if limit is not None:
-                out.append(float(metrics[key]) / float(limit) - 1.0)
-        return out
-
-    def reason(self, metrics: dict[str, Any]) -> str | None:
-        broken = []
-        for key, limit in (("params", self.max_params), ("flops", self.max_flops),
-                           ("latency_ms", self.max_latency_ms)):
-            if limit is not None and metrics[key] > limit:
-                broken.append(f"{key} {metrics[key]:.4g} > {limit:.4g}")
-        return "constraint: " + ", ".join(broken) if broken else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"max_params": self.max_params, "max_flops": self.max_flops, "max_latency_ms": self.max_latency_ms}
+Monitor = Callable[[dict[str, Any]], str | None]
 
 
 @dataclass
 class EvalResult:
-    state: str  # complete | failed | infeasible
+    """One evaluation: ``state`` is ``complete``, ``failed`` or ``infeasible``; ``metrics`` what was measured
+    (``cost_s`` is the trial's charge); ``curve`` the learning curve's points; ``model`` the trained module when
+    asked for."""
+
+    state: str
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None
 
 
-class Evaluator:
-    """Trains archs of ``space`` on ``data`` with ``train_config`` under ``constraints``."""
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores an arch. ``monitor(point)`` (optional) is called with each learning-curve point and may answer a
+    reason to stop (median stopping); ``seconds`` (optional) caps the time the evaluation may take.
+
+    Optional attributes a search loop reads: ``instant`` (True for lookups and proxies: the ledger writes such a
+    trial once, when it is done, instead of marking it running first), and ``factory()`` (a picklable zero-argument
+    callable that rebuilds the evaluator in a worker process; without it the evaluator itself is pickled)."""
+
+    def __call__(self, arch: Arch, *, monitor: Monitor | None = None,
+                 seconds: float | None = None) -> EvalResult: ...
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line naming an exception and where it was raised (the ledger's reason of a failed trial)."""
+    if isinstance(e, TrialFailed):
+        return str(e)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}{where}"
+
+
+def check_constraints(constraints: Sequence[Constraint], metrics: dict[str, Any]) -> str | None:
+    """Record each constraint's violation in ``metrics["constraints"]`` (Optuna's convention, <= 0 when met)
+    and return the reason an arch is infeasible, or None."""
+    if not constraints:
+        return None
+    metrics["constraints"] = [c.violation(metrics) for c in constraints]
+    broken = [c.describe(metrics) for c in constraints if not c.met(metrics)]
+    return "constraint: " + ", ".join(broken) if broken else None
+
+
+def _identity(evaluator: Evaluator) -> Evaluator:
+    return evaluator
+
+
+def evaluator_factory(evaluator: Evaluator) -> Callable[[], Evaluator]:
+    """A picklable zero-argument callable that gives ``evaluator`` (or its rebuild) in another process."""
+    make = getattr(evaluator, "factory", None)
+    return make() if callable(make) else functools.partial(_identity, evaluator)
+
+
+class TrainingEvaluator:
+    """Trains archs of ``space`` on ``data`` with ``train_config``; ``constraints`` (on ``params``, ``flops``,
+    ``latency_ms``, measured before training) make an arch infeasible untrained."""
+
+    curves = True
 
     def __init__(self, space: Space, data: Dataset, train_config: TrainConfig,
-                 constraints: Constraints = Constraints(), train_subset: int | None = None,
-                 latency_repeats: int = 20) -> None:
+                 constraints: Sequence[Any] = (), train_subset: int | None = None,
+                 latency_repeats: int = 20, keep_model: bool = True,
+                 factory: Callable[[], TrainingEvaluator] | None = None) -> None:
         self.space = space
         self.data = data
         self.config = train_config
-        self.constraints = constraints
+        self.constraints = resolve_constraints(constraints)
         self.train_data = data.subset_train(train_subset, seed=train_config.seed) if train_subset else data
         self.latency_repeats = latency_repeats
+        self.keep_model = keep_model
+        self._factory = factory
+
+    def factory(self) -> Callable[[], TrainingEvaluator] | None:
+        return self._factory or functools.partial(_identity, self)
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         shape, dtype = self.data.input_shape, self.data.input_dtype
         return {"params": count_params(model), "flops": count_flops(model, shape, input_dtype=dtype),
                 "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats, input_dtype=dtype)}
 
-    def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool = False,
-                 on_epoch: Any = None, init_weights: str | os.PathLike | None = None) -> EvalResult:
-        """Evaluate ``arch``; ``init_weights`` (a safetensors file) starts training from saved weights."""
+    def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool | None = None,
+                 on_epoch: Monitor | None = None, init_weights: str | os.PathLike | None = None, *,
+                 monitor: Monitor | None = None, seconds: float | None = None) -> EvalResult:
+        """Evaluate ``arch``; ``init_weights`` (a safetensors file) starts training from saved weights, ``config``
+        replaces the training configuration, ``seconds`` caps its time fidelity."""
         cfg = config or self.config
+        if seconds is not None and cfg.max_seconds is not None:
+            cfg = replace(cfg, max_seconds=max(1.0, min(cfg.max_seconds, seconds)))
+        keep = self.keep_model if keep_model is None else keep_model
+        on_epoch = on_epoch or monitor
         start = time.perf_counter()
         metrics: dict[str, Any] = {}
         try:
@@ -103,12 +137,10 @@ class Evaluator:
             if init_weights is not None:
                 load_weights(model, init_weights)
             metrics.update(self.measure(model))
-            if self.constraints.active:
-                metrics["constraints"] = self.constraints.violations(metrics)
-                reason = self.constraints.reason(metrics)
-                if reason:
-                    metrics["cost_s"] = time.perf_counter() - start
-                    return EvalResult("infeasible", metrics, reason=reason)
+            reason = check_constraints(self.constraints, metrics)
+            if reason:
+                metrics["cost_s"] = time.perf_counter() - start
+                return EvalResult("infeasible", metrics, reason=reason)
             d = self.train_data
             result = train_model(model, d.x_train, d.y_train, d.x_val, d.y_val, cfg, on_epoch=on_epoch)
             if self.train_data is not self.data:  # validation on the full validation split
@@ -119,13 +151,7 @@ class Evaluator:
             metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc, test_loss=test_loss,
                            epochs=result.epochs, stopped=result.stopped)
             metrics["cost_s"] = time.perf_counter() - start
-            return EvalResult("complete", metrics, curve=result.curve, model=model if keep_model else None)
-        except TrialFailed as e:
+            return EvalResult("complete", metrics, curve=result.curve, model=model if keep else None)
+        except Exception as e:  # any failure of one arch fails its trial, never the search
             metrics["cost_s"] = time.perf_counter() - start
-            return EvalResult("failed", metrics, reason=str(e))
-        except (RuntimeError, ValueError, TypeError, IndexError, torch.cuda.OutOfMemoryError,
-                MemoryError, UserError) as e:
-            metrics["cost_s"] = time.perf_counter() - start
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            return EvalResult("failed", metrics,
-                              reason=f"{type(e).__name__}: {e} ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})")
+            return EvalResult("failed", metrics, reason=failure_reason(e))

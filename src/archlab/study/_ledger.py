@@ -1,55 +1,96 @@
-"""The ledger: every trial of a search, kept in an Optuna study in any Optuna storage.
+"""The ledger: every trial of a search, kept in an Optuna study in any Optuna storage. It is the only writer.
 
-Each trial's Optuna params are the arch's decisions (so Optuna's samplers and ``optuna-dashboard`` read it
-as a normal study), and its user attributes hold the arch as JSON, every metric, the learning curve and the
-reason of a failure. SQLite commits each trial when it finishes, so a crash or a kill loses only the trial that
-was running; :meth:`Ledger.recover` marks such trials as interrupted when a run resumes.
+Each trial's Optuna params are the arch's decisions and its values the objectives, so ``optuna-dashboard`` reads
+a ledger as a normal study. Everything else about the trial is ONE JSON user attribute, ``archlab``: the arch, the
+state, every metric, the learning curve, the reason of a failure and what the proposing strategy asked to keep
+(:meth:`Strategy.memo`). One function, :func:`to_record`, turns that attribute into the
+:class:`~archlab.search.TrialRecord` a strategy is told — live and on resume — so a resumed strategy sees exactly
+what the live one saw.
+
+Storages: ``None`` (or ``"memory"``) for Optuna's in-memory storage (benchmark loops; :meth:`Ledger.save_to`
+writes it out at the end), any SQLAlchemy URL, ``journal:///path.log``, or a storage object. SQLite files run in
+WAL mode with ``synchronous=NORMAL``: a commit survives a crash or a kill of the process (not a power cut), at a
+fraction of the cost of a full sync. A trial of a slow evaluator is written when it starts (running) and when it
+ends, so a kill loses only running trials, which :meth:`Ledger.recover` marks as interrupted on resume; a trial
+of an instant evaluator (a table lookup) is written once, when it is done.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState, create_trial
 
 from archlab.errors import StorageError
-from archlab.search import OBJECTIVES, Strategy, TrialRecord
+from archlab.search import Objective, TrialRecord, resolve_objectives
+from archlab.search.optuna_samplers import params_and_distributions
 from archlab.space import Arch, Space
+from archlab.study._evaluator import EvalResult
 
-__all__ = ["Ledger", "open_storage"]
+__all__ = ["RECORD_ATTR", "Ledger", "PendingTrial", "open_storage", "to_record"]
 
 STUDY_NAME = "archlab"
+RECORD_ATTR = "archlab"  # the trial's JSON record
 CONFIG_ATTR = "archlab_run"
+SPACE_ATTR = "archlab_space"
 INTERRUPTED = "interrupted"
-TEST_KEYS = ("test_accuracy", "test_loss")
+_HIDDEN_PREFIX = "test_"  # metrics a strategy is never shown
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``: any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``) or
-    ``journal:///path/to/file.log`` for Optuna's append-only journal file."""
+def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
+    from sqlalchemy import event
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # connections made before the listener get the pragmas when reopened
+
+
+def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
+    """An Optuna storage: ``None`` / ``"memory"`` (in memory), any SQLAlchemy URL (``sqlite:///...``,
+    ``postgresql://...``), ``journal:///path/to/file.log`` (Optuna's append-only journal file), or a storage
+    object, returned as it is."""
+    if isinstance(storage, BaseStorage):
+        return storage
+    if storage is None or storage in ("memory", "inmemory", ":memory:"):
+        return optuna.storages.InMemoryStorage()
+    if not isinstance(storage, str):
+        raise StorageError(f"a storage is a URL or an Optuna storage object, got {type(storage).__name__}")
+    url = storage
     try:
         if url.startswith("journal://"):
             path = Path(url[len("journal://"):])
             if not path.parent.is_dir():
                 raise StorageError(f"storage {url!r}: folder {path.parent} does not exist")
-            backend = optuna.storages.journal.JournalFileBackend(str(path))
-            return optuna.storages.JournalStorage(backend)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         if "://" not in url:
             raise StorageError(f"storage {url!r} is not a URL (try sqlite:///run.db or journal:///run.log)")
         engine_kwargs: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs["connect_args"] = {"connect_timeout": 5}
+        file_db = False
         if url.startswith("sqlite:///"):
             path = Path(url[len("sqlite:///"):])
-            if str(path) not in ("", ":memory:") and not path.parent.is_dir():
+            file_db = str(path) not in ("", ":memory:")
+            if file_db and not path.parent.is_dir():
                 raise StorageError(f"storage {url!r}: folder {path.parent} does not exist")
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        if file_db:
+            _sqlite_pragmas(rdb)
+        return rdb
     except StorageError:
         raise
     except Exception as e:  # sqlalchemy / driver errors: unreachable host, missing driver, bad URL
@@ -57,114 +98,187 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise StorageError(f"cannot open storage {url!r}: {msg}") from None
 
 
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists, numpy numbers Python numbers), so that a record read back from
+    any storage equals the one made live."""
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def to_record(number: int, payload: dict[str, Any]) -> TrialRecord:
+    """The :class:`TrialRecord` a strategy is told for a stored trial (test metrics left out)."""
+    metrics = {k: v for k, v in payload.get("metrics", {}).items() if not k.startswith(_HIDDEN_PREFIX)}
+    return TrialRecord(number=number, arch=Arch(payload["arch"]), state=payload["state"], metrics=metrics,
+                       reason=payload.get("reason"), memo=payload.get("memo"))
+
+
+@dataclass
+class PendingTrial:
+    """A trial marked running in the ledger (``trial_id`` is None when it will be written only when done)."""
+
+    arch: Arch
+    trial_id: int | None = None
+    number: int | None = None
+
+
 class Ledger:
     """One search's study: trials in, :class:`TrialRecord`\\ s and report rows out."""
 
-    def __init__(self, storage: str, objectives: Sequence[str], *, create: bool,
-                 study_name: str = STUDY_NAME) -> None:
-        self.url = storage
-        self.objectives = list(objectives)
-        store = open_storage(storage)
-        directions = [OBJECTIVES[o][1] for o in self.objectives]
+    def __init__(self, storage: str | BaseStorage | None = None, objectives: Sequence[Any] = ("accuracy",), *,
+                 create: bool = True, study_name: str = STUDY_NAME, space: Space | None = None) -> None:
+        self.url = storage if isinstance(storage, str) else ("memory" if storage is None else type(storage).__name__)
+        self.objectives: tuple[Objective, ...] = resolve_objectives(objectives)
+        self.space = space
+        self.storage = open_storage(storage)
+        directions = [o.direction for o in self.objectives]
         try:
             if create:
-                self.study = optuna.create_study(storage=store, study_name=study_name, directions=directions,
+                self.study = optuna.create_study(storage=self.storage, study_name=study_name, directions=directions,
                                                  load_if_exists=False)
             else:
-                self.study = optuna.load_study(storage=store, study_name=study_name)
+                self.study = optuna.load_study(storage=self.storage, study_name=study_name)
         except optuna.exceptions.DuplicatedStudyError:
-            raise StorageError(f"storage {storage!r} already holds a study named {study_name!r}; "
+            raise StorageError(f"storage {self.url!r} already holds a study named {study_name!r}; "
                                "use --resume or another storage") from None
         except KeyError:
-            raise StorageError(f"storage {storage!r} holds no archlab study {study_name!r}") from None
-        except StorageError:
-            raise
+            raise StorageError(f"storage {self.url!r} holds no archlab study {study_name!r}") from None
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StorageError(f"cannot use storage {storage!r}: {msg}") from None
-        logging.getLogger("optuna").setLevel(logging.WARNING)
+            raise StorageError(f"cannot use storage {self.url!r}: {msg}") from None
+        self._study_id = self.study._study_id
+        self._distributions: dict[Arch, tuple[dict[str, Any], dict[str, Any]]] = {}
 
-    # -- run configuration
+    @classmethod
+    def memory(cls, objectives: Sequence[Any] = ("accuracy",), space: Space | None = None) -> Ledger:
+        """A ledger in memory (write it out with :meth:`save_to`)."""
+        return cls(None, objectives, space=space)
+
+    # -- run configuration and the pinned space
     def save_config(self, config: dict[str, Any]) -> None:
-        self.study.set_user_attr(CONFIG_ATTR, config)
+        self.study.set_user_attr(CONFIG_ATTR, _plain(config))
 
     def config(self) -> dict[str, Any] | None:
         return self.study.user_attrs.get(CONFIG_ATTR)
 
-    # -- trials
-    def start(self, space: Space, arch: Arch, strategy: Strategy) -> optuna.Trial:
-        """An Optuna trial carrying ``arch`` (the strategy's own pending trial, or a new one)."""
-        pending = getattr(strategy, "pending_trial", None)
-        trial = pending(arch) if pending is not None else None
-        if trial is None:
-            self.study.sampler = optuna.samplers.RandomSampler(seed=0)  # every param is fixed by the queue
-            self.study.enqueue_trial(space.to_params(arch))
-            trial = self.study.ask()
-            got = space.suggest(trial)
-            if got != arch:
-                raise RuntimeError(f"ledger: enqueued arch came back different ({got} != {arch})")
-        trial.set_user_attr("arch", arch.to_dict())
-        return trial
+    def pin_space(self, spec: dict[str, Any]) -> None:
+        """Record the resolved space of the run (what rebuilds it, and its fingerprint)."""
+        self.study.set_user_attr(SPACE_ATTR, _plain(spec))
 
-    def finish(self, trial: optuna.Trial, state: str, metrics: dict[str, Any], *, reason: str | None = None,
-               curve: list[dict[str, float]] | None = None, extra: dict[str, Any] | None = None) -> None:
-        for k, v in {**metrics, **(extra or {})}.items():
-            trial.set_user_attr(k, v)
-        trial.set_user_attr("status", state)
-        if reason:
-            trial.set_user_attr("reason", reason)
-        if curve:
-            trial.set_user_attr("curve", curve)
-        if state == "failed":
-            self.study.tell(trial, state=TrialState.FAIL)
-            return
-        # an infeasible arch is never trained: it scores zero accuracy, its measured costs stay as they are
-        values = [0.0 if (state == "infeasible" and o == "accuracy") else float(metrics[OBJECTIVES[o][0]])
-                  for o in self.objectives]
-        self.study.tell(trial, values)
+    def pinned_space(self) -> dict[str, Any] | None:
+        return self.study.user_attrs.get(SPACE_ATTR)
+
+    # -- writing trials
+    def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.space is None:
+            return {}, {}
+        got = self._distributions.get(arch)
+        if got is None:
+            got = self._distributions[arch] = params_and_distributions(self.space, arch)
+        return got
+
+    def start(self, arch: Arch, *, mark_running: bool = True) -> PendingTrial:
+        """A trial for ``arch``; with ``mark_running`` it is written now as running (so a kill shows it)."""
+        if not mark_running:
+            return PendingTrial(arch)
+        params, distributions = self._params(arch)
+        template = create_trial(state=TrialState.RUNNING, params=params, distributions=distributions,
+                                user_attrs={RECORD_ATTR: {"arch": arch.to_dict(), "state": "running"}})
+        trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
+        return PendingTrial(arch, trial_id, self.storage.get_trial_number_from_id(trial_id))
+
+    def finish(self, pending: PendingTrial, result: EvalResult, *, extra: dict[str, Any] | None = None,
+               memo: dict[str, Any] | None = None) -> TrialRecord:
+        """Write the result of ``pending`` and return the record a strategy is told."""
+        arch = pending.arch
+        payload: dict[str, Any] = {"arch": arch.to_dict(), "state": result.state, "metrics": result.metrics}
+        if result.reason:
+            payload["reason"] = result.reason
+        if result.curve:
+            payload["curve"] = result.curve
+        if memo:
+            payload["memo"] = memo
+        if extra:
+            payload.update(extra)
+        payload = _plain(payload)
+        state, values = self._values(payload)
+        if pending.trial_id is None:
+            params, distributions = self._params(arch)
+            frozen = create_trial(state=state, values=values, params=params, distributions=distributions,
+                                  user_attrs={RECORD_ATTR: payload})
+            trial_id = self.storage.create_new_trial(self._study_id, template_trial=frozen)
+            number = self.storage.get_trial_number_from_id(trial_id)
+        else:
+            self.storage.set_trial_user_attr(pending.trial_id, RECORD_ATTR, payload)
+            self.storage.set_trial_state_values(pending.trial_id, state, values)
+            number = pending.number
+        return to_record(number, payload)
+
+    def add(self, arch: Arch, result: EvalResult, **kw: Any) -> TrialRecord:
+        """Write a finished trial in one go."""
+        return self.finish(PendingTrial(arch), result, **kw)
+
+    def _values(self, payload: dict[str, Any]) -> tuple[TrialState, list[float] | None]:
+        if payload["state"] == "failed":
+            return TrialState.FAIL, None
+        metrics = payload["metrics"]
+        values = []
+        for o in self.objectives:
+            v = metrics.get(o.metric)
+            if v is None:
+                if payload["state"] == "complete":
+                    payload["state"], payload["reason"] = "failed", f"no metric {o.metric!r} for objective {o.name!r}"
+                    return TrialState.FAIL, None
+                v = o.worst  # an infeasible arch, never trained
+            v = float(v)
+            if math.isnan(v):
+                payload["state"], payload["reason"] = "failed", f"objective {o.name!r} ({o.metric}) is NaN"
+                return TrialState.FAIL, None
+            values.append(v)
+        return TrialState.COMPLETE, values
 
     def recover(self) -> int:
-        """Mark trials left running or queued by a killed process as failed ("interrupted")."""
+        """Mark trials left running by a killed process as failed ("interrupted")."""
         n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            optuna.Trial(self.study, t._trial_id).set_user_attr("reason", INTERRUPTED)
-            self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            n += 1
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        for _ in waiting:
-            trial = self.study.ask()
-            trial.set_user_attr("reason", INTERRUPTED)
-            self.study.tell(trial, state=TrialState.FAIL)
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            payload = dict(t.user_attrs.get(RECORD_ATTR) or {})
+            payload.update(state="failed", reason=INTERRUPTED)
+            self.storage.set_trial_user_attr(t._trial_id, RECORD_ATTR, payload)
+            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             n += 1
         return n
 
-    def trials(self) -> list[dict[str, Any]]:
-        """Every trial as a plain dict (for reports and summaries), in trial order."""
-        out = []
-        for t in self.study.get_trials(deepcopy=False):
-            row = dict(t.user_attrs)
-            row["number"] = t.number
-            row["state"] = t.state.name
-            row["duplicate_of"] = t.user_attrs.get("duplicate_of")
-            out.append(row)
-        return out
+    # -- reading
+    def _stored(self) -> list[tuple[int, str, dict[str, Any]]]:
+        return [(t.number, t.state.name, t.user_attrs.get(RECORD_ATTR) or {})
+                for t in self.study.get_trials(deepcopy=False)]
 
     def records(self) -> list[TrialRecord]:
-        """Evaluations a strategy has been told about: finished, not interrupted, not duplicates."""
-        out = []
-        for t in self.study.get_trials(deepcopy=False):
-            a = t.user_attrs
-            if "arch" not in a or "duplicate_of" in a or a.get("reason") == INTERRUPTED:
-                continue
-            if t.state == TrialState.COMPLETE:
-                state = a.get("status", "complete")
-            elif t.state == TrialState.FAIL:
-                state = "failed"
-            else:
-                continue
-            metrics = {k: v for k, v in a.items()
-                       if k in ("val_accuracy", "val_loss", "params", "flops", "latency_ms", "cost_s",
-                                "constraints") and k not in TEST_KEYS}
-            out.append(TrialRecord(number=t.number, arch=Arch(a["arch"]), state=state, metrics=metrics,
-                                   reason=a.get("reason")))
-        return out
+        """Evaluations a strategy has been told about: finished and not interrupted, in trial order."""
+        return [to_record(number, p) for number, state, p in self._stored()
+                if state in ("COMPLETE", "FAIL") and "arch" in p and p.get("reason") != INTERRUPTED
+                and p.get("state") in ("complete", "failed", "infeasible")]
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial as a flat dict (metrics, arch, curve, status, reason, number, Optuna state), for reports."""
+        rows = []
+        for number, state, p in self._stored():
+            row = {k: v for k, v in p.items() if k not in ("metrics", "state")}
+            row.update(p.get("metrics", {}))
+            row.update(number=number, state=state, status=p.get("state"))
+            rows.append(row)
+        return rows
+
+    def save_to(self, storage: str | BaseStorage, study_name: str = STUDY_NAME) -> Ledger:
+        """Copy this ledger (trials and run attributes) to another storage; returns the copy."""
+        target = Ledger(storage, self.objectives, create=True, study_name=study_name, space=self.space)
+        for key, value in self.study.user_attrs.items():
+            target.study.set_user_attr(key, value)
+        target.study.add_trials(self.study.get_trials(deepcopy=False))
+        return target

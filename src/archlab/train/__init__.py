@@ -1,13 +1,8 @@
-"""archlab.train: the Trainer (fidelities, early stopping, failure detection) and training techniques."""
+"""archlab.train: one training loop (:func:`fit`: any loss, fidelities, hooks, failure detection), the classifier
+Trainer built on it (:func:`train_model`: evaluation, best weights, early stopping) and training techniques."""
 
-from archlab.train._trainer import (
-    TrainConfig,
-    TrainResult,
-    TrialFailed,
-    evaluate,
-    make_adamw,
-    seed_everything,
-    train_model,
-)
+from archlab.train._fit import FitResult, FitState, Hook, TrialFailed, fit, make_adamw, seed_everything, warmup_cosine
+from archlab.train._trainer import TrainConfig, TrainResult, evaluate, train_model
 
-__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "make_adamw", "seed_everything", "train_model"]
+__all__ = ["FitResult", "FitState", "Hook", "TrainConfig", "TrainResult", "TrialFailed", "evaluate", "fit",
+           "make_adamw", "seed_everything", "train_model", "warmup_cosine"]

@@ -1,4 +1,4 @@
-"""Training a built model at a fidelity, deterministically under a seed.
+"""Training a classifier at a fidelity, deterministically under a seed (the loop itself is :func:`archlab.train.fit`).
 
 A fidelity is a number of epochs, a number of seconds, or both (whichever ends first). Training keeps the
 weights of the epoch with the best validation accuracy (early stopping after ``patience`` epochs without
@@ -9,22 +9,18 @@ the search can record the trial as failed and go on.
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.train._fit import FitState, Hook, TrialFailed, fit, make_adamw, seed_everything
+
 __all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "make_adamw", "seed_everything", "train_model"]
-
-
-class TrialFailed(RuntimeError):
-    """A trial that cannot produce a result; ``str(e)`` is the reason recorded in the ledger."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,6 @@ class TrainResult:
     cost_s: float
     curve: list[dict[str, float]] = field(default_factory=list)
     stopped: str = "epochs"  # epochs | early_stopping | max_seconds
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()
@@ -101,103 +91,80 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(coin[:, None, None, None], x.flip(-1), x)
 
 
-def make_adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where every parameter allows it (real floating-point tensors): one kernel for
-    all parameters instead of a dozen small ops per tensor, about 20 % off a training step of the small nets a
-    search trains on a CPU. Falls back to the plain loop otherwise (for example, complex parameters)."""
-    params = list(params)
-    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
-    if tensors and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors):
-        try:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
-        except (RuntimeError, ValueError):
-            pass
-    return torch.optim.AdamW(params, **kwargs)
+class _Classifier(Hook):
+    """:func:`train_model`'s part of the loop: the running training loss, the evaluation after every epoch, the
+    best weights, the caller's ``on_epoch`` and the patience."""
 
+    def __init__(self, model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, cfg: TrainConfig,
+                 total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None) -> None:
+        self.model, self.x_val, self.y_val, self.cfg = model, x_val, y_val, cfg
+        self.total_steps, self.user_on_epoch = total_steps, on_epoch
+        self.running, self.seen = 0.0, 0
+        self.best_acc, self.best_loss, self.best_state, self.best_epoch = -1.0, math.inf, None, 0
+        self.curve: list[dict[str, float]] = []
+        self.start = time.perf_counter()
 
-def _lr_at(base: float, progress: float, warmup: float = 0.05) -> float:
-    """Linear warm-up then cosine decay to zero over ``progress`` in [0, 1] (steps or seconds, whichever
-    is further along, so a time fidelity still ends with a decayed learning rate)."""
-    if progress < warmup:
-        return base * max(progress, 1e-3) / warmup
-    return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / (1.0 - warmup))))
+    def on_step(self, state: FitState) -> None:
+        n = len(state.batch[1])
+        self.running += state.loss * n
+        self.seen += n
+
+    def on_epoch(self, state: FitState) -> str | None:
+        cfg, epoch = self.cfg, state.epoch
+        val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val)
+        if not math.isfinite(val_loss):
+            raise TrialFailed(f"non-finite validation loss at epoch {epoch}")
+        seconds = time.perf_counter() - self.start
+        progress = state.step / self.total_steps
+        if cfg.max_seconds is not None:
+            progress = max(progress, seconds / cfg.max_seconds)
+        # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
+        # trials of different speeds under a time fidelity can be compared
+        point = {"epoch": epoch, "train_loss": self.running / max(1, self.seen), "val_loss": val_loss,
+                 "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
+        self.curve.append(point)
+        self.running, self.seen = 0.0, 0
+        if val_acc > self.best_acc or (val_acc == self.best_acc and val_loss < self.best_loss):
+            self.best_acc, self.best_loss, self.best_epoch = val_acc, val_loss, epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        verdict = self.user_on_epoch(point) if self.user_on_epoch is not None else None
+        if verdict:
+            return str(verdict)
+        if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
+            return "early_stopping"
+        return None
 
 
 def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                 y_val: torch.Tensor, config: TrainConfig = TrainConfig(),
-                on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+                on_epoch: Callable[[dict[str, float]], Any] | None = None) -> TrainResult:
     """Train ``model`` in place with AdamW and a cosine schedule; the best-validation weights are kept.
 
-    ``on_epoch(point)`` is called after every epoch with that epoch's curve point; if it returns a non-empty
-    string, training stops there and the string is the result's ``stopped`` reason (a search's early stopping of
-    unpromising trials).
+    Cross-entropy (with ``label_smoothing``) on shuffled mini-batches, augmented as ``config`` says, through
+    :func:`~archlab.train.fit`. ``on_epoch(point)`` is called after every epoch with that epoch's curve point;
+    if it returns a non-empty string, training stops there and the string is the result's ``stopped`` reason
+    (a search's early stopping of unpromising trials).
     """
     cfg = config
-    seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = make_adamw(model.parameters(), lr=_lr_at(cfg.lr, 0.0), weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
-    total_steps = steps_per_epoch * cfg.epochs
-    start = time.perf_counter()
-    best_acc, best_loss, best_state, best_epoch = -1.0, math.inf, None, 0
-    curve: list[dict[str, float]] = []
-    stopped = "epochs"
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
+    clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch)
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(x_train), generator=gen)
-        running, seen = 0.0, 0
         for i in range(0, len(x_train), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            xb, yb = _shift(x_train[idx], cfg.augment_shift, gen), y_train[idx]
-            if cfg.augment_flip:
-                xb = _flip(xb, gen)
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-            opt.step()
-            step += 1
-            elapsed = time.perf_counter() - start
-            progress = step / total_steps
-            if cfg.max_seconds is not None:
-                progress = max(progress, elapsed / cfg.max_seconds)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(cfg.lr, progress)
-            running += loss.item() * len(idx)
-            seen += len(idx)
-            if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
-                raise TrialFailed(f"time limit of {cfg.time_limit_s:.0f}s exceeded at epoch {epoch}")
-            if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
-                break
-        val_loss, val_acc = evaluate(model, x_val, y_val)
-        if not math.isfinite(val_loss):
-            raise TrialFailed(f"non-finite validation loss at epoch {epoch}")
-        seconds = time.perf_counter() - start
-        progress = step / total_steps if cfg.max_seconds is None else max(step / total_steps,
-                                                                          seconds / cfg.max_seconds)
-        # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
-        # trials of different speeds under a time fidelity can be compared
-        point = {"epoch": epoch, "train_loss": running / max(1, seen), "val_loss": val_loss,
-                 "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
-        curve.append(point)
-        if val_acc > best_acc or (val_acc == best_acc and val_loss < best_loss):
-            best_acc, best_loss, best_epoch = val_acc, val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        verdict = on_epoch(point) if on_epoch is not None else None
-        if verdict:
-            stopped = str(verdict)
-            break
-        if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
-            stopped = "early_stopping"
-            break
-        if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
-            stopped = "max_seconds"
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(val_accuracy=best_acc, val_loss=best_loss, epochs=len(curve),
-                       cost_s=time.perf_counter() - start, curve=curve, stopped=stopped)
+            xb = _shift(x_train[idx], cfg.augment_shift, gen)
+            yield (_flip(xb, gen) if cfg.augment_flip else xb), y_train[idx]
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(m(batch[0]), batch[1], label_smoothing=cfg.label_smoothing)
+
+    # amp off: a classifier trains in full precision on every device, as it always has
+    result = fit(model, epoch_batches, loss_fn, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                 max_seconds=cfg.max_seconds, time_limit_s=cfg.time_limit_s, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 grad_clip=cfg.grad_clip, hooks=[clf], amp=False, seed=cfg.seed)
+    if clf.best_state is not None:
+        model.load_state_dict(clf.best_state)
+    return TrainResult(val_accuracy=clf.best_acc, val_loss=clf.best_loss, epochs=len(clf.curve),
+                       cost_s=time.perf_counter() - clf.start, curve=clf.curve, stopped=result.stopped)

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train._trainer import TrialFailed, _lr_at, make_adamw, seed_everything
+from archlab.train._fit import FitState, Hook, TrialFailed, fit, seed_everything
 
-__all__ = ["LMResult", "decode_tokens_per_s", "evaluate_bpc", "evaluate_lm_loss", "train_lm"]
+__all__ = ["LMResult", "decode_tokens_per_s", "evaluate_bpc", "evaluate_lm_loss", "fit_token_targets",
+           "sequence_logits", "train_lm"]
 
 
 @dataclass
@@ -48,7 +49,8 @@ def _check_ids(ids: torch.Tensor, what: str, min_len: int) -> None:
         raise UserError(f"lm: {what} has {len(ids)} tokens; at least {min_len} are needed")
 
 
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def sequence_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, checked to map ids ``(B, L)`` to logits ``(B, L, V)`` (a UserError says what came back)."""
     out = model(x)
     if out.ndim != 3 or out.shape[:2] != x.shape:
         raise UserError(f"lm: the model must map ids (B, L) to logits (B, L, V); got {tuple(out.shape)} for "
@@ -61,7 +63,8 @@ def fit_token_targets(model: nn.Module, sample: Callable[[float], tuple[torch.Te
                       warmup: float = 0.05, grad_clip: float = 1.0, log_every: int | None = None,
                       on_step: Callable[[dict[str, float]], None] | None = None
                       ) -> tuple[int, float, list[dict[str, float]]]:
-    """The training loop of :func:`train_lm` and :func:`archlab.train.seqtasks.train_on_task`.
+    """Next-token training, the loop of :func:`train_lm` and :func:`archlab.train.seqtasks.train_on_task`
+    (:func:`archlab.train.fit` with a cross-entropy loss).
 
     ``sample(progress)`` returns a batch ``(x, y)`` of ids ``(B, L)`` and the target token of every position
     ``(B, L)``; targets ``-100`` are ignored. Cross-entropy
@@ -69,42 +72,25 @@ def fit_token_targets(model: nn.Module, sample: Callable[[float], tuple[torch.Te
     ``progress`` (the further along of steps and seconds). Returns ``(steps, seconds, curve)``; the curve keeps
     every ``log_every``-th step's ``{"step", "loss", "lr", "seconds"}``.
     """
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    log_every = log_every or (max(1, steps // 50) if steps else 10)
-    opt = make_adamw(model.parameters(), lr=_lr_at(lr, 0.0, warmup), weight_decay=weight_decay, betas=(0.9, 0.95))
-    model.train()
-    curve: list[dict[str, float]] = []
-    step, elapsed, progress = 0, 0.0, 0.0
-    start = time.perf_counter()
-    while True:
-        x, y = sample(progress)
-        x, y = x.to(device), y.to(device)
-        loss = F.cross_entropy(_logits(model, x).flatten(0, 1).float(), y.flatten(), ignore_index=-100)
-        if not torch.isfinite(loss):
-            raise TrialFailed(f"non-finite loss ({loss.item()}) at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        step += 1
-        elapsed = time.perf_counter() - start
-        progress = step / steps if steps else 0.0
-        if max_seconds is not None:
-            progress = max(progress, elapsed / max_seconds)
-        current_lr = opt.param_groups[0]["lr"]
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(lr, progress, warmup)
-        point = {"step": step, "loss": loss.item(), "lr": current_lr, "seconds": elapsed}
-        if on_step is not None:
-            on_step(point)
-        if step % log_every == 0:
-            curve.append(point)
-        if (steps is not None and step >= steps) or (max_seconds is not None and elapsed >= max_seconds):
-            break
-    if not curve or curve[-1]["step"] != step:
-        curve.append(point)
-    return step, elapsed, curve
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(sequence_logits(m, x).flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+
+    hooks = [_OnStep(on_step)] if on_step is not None else []
+    # amp off: these losses are compared across runs and devices in full precision, as they always were
+    result = fit(model, sample, loss_fn, steps=steps, max_seconds=max_seconds, lr=lr, weight_decay=weight_decay,
+                 betas=(0.9, 0.95), warmup=warmup, grad_clip=grad_clip, log_every=log_every, hooks=hooks, amp=False)
+    return result.steps, result.seconds, result.curve
+
+
+class _OnStep(Hook):
+    """Hands every step's point ``{"step", "loss", "lr", "seconds"}`` to a callback."""
+
+    def __init__(self, callback: Callable[[dict[str, float]], None]) -> None:
+        self.callback = callback
+
+    def on_step(self, state: FitState) -> None:
+        self.callback(state.point)
 
 
 @torch.no_grad()
@@ -130,12 +116,14 @@ def evaluate_lm_loss(model: nn.Module, ids: torch.Tensor, block_size: int, batch
         for i in range(0, n_full, batch_size):
             idx = starts[i:i + batch_size, None] + offsets
             x, y = ids[idx].to(device), ids[idx + 1].to(device)
-            total += F.cross_entropy(_logits(model, x).flatten(0, 1).float(), y.flatten(), reduction="sum").item()
+            logits = sequence_logits(model, x).flatten(0, 1).float()
+            total += F.cross_entropy(logits, y.flatten(), reduction="sum").item()
         rest = n_pred - n_full * block_size
         if rest:  # the tail, a shorter window, so that every token is predicted
             s = n_full * block_size
             x, y = ids[None, s:s + rest].to(device), ids[None, s + 1:s + rest + 1].to(device)
-            total += F.cross_entropy(_logits(model, x).flatten(0, 1).float(), y.flatten(), reduction="sum").item()
+            logits = sequence_logits(model, x).flatten(0, 1).float()
+            total += F.cross_entropy(logits, y.flatten(), reduction="sum").item()
     finally:
         model.train(was_training)
     return total / n_pred

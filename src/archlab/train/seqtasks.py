@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train._trainer import seed_everything
-from archlab.train.lm import _logits, fit_token_targets
+from archlab.train._fit import seed_everything
+from archlab.train.lm import fit_token_targets, sequence_logits
 
 __all__ = ["TaskBatch", "TaskResult", "evaluate_task", "predict", "recall_profile", "train_on_task"]
 
@@ -68,7 +68,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Te
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([_logits(model, x[i:i + batch_size].to(device)).argmax(-1).cpu()
+        return torch.cat([sequence_logits(model, x[i:i + batch_size].to(device)).argmax(-1).cpu()
                           for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)

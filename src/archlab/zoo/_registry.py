@@ -9,13 +9,20 @@ layout it works on:
 
 Model families adapt between layouts (see :mod:`archlab.zoo.models.metaformer`), so every registered mixer
 can be chosen in every space that takes mixers.
+
+A mixer also declares its searchable ``settings`` (``{"d_state": (8, 16, 32)}``: keyword -> the values a space
+may choose among), so a space reads its decisions from the registry rather than guessing from the factory's
+signature, and :meth:`MixerSpec.bind` turns a choice into a factory with those settings fixed.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -48,6 +55,37 @@ class MixerSpec:
     layout: str
     paper: str
     causal: bool = False  # output at position t depends only on positions <= t (sequence models, decoding)
+    # searchable keywords -> the values a space may choose (read-only; the first value is not a default)
+    settings: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def bind(self, **settings: Any) -> functools.partial:
+        """The factory with chosen ``settings`` fixed: ``spec.bind(d_state=16)(dim)`` builds the mixer.
+
+        Only declared settings may be bound, to the declared values, so a bound factory is always one a space
+        could have chosen.
+        """
+        for k, v in settings.items():
+            if k not in self.settings:
+                raise UserError(f"mixer {self.name!r} has no searchable setting {k!r}; "
+                                f"declared: {sorted(self.settings) or 'none'}")
+            if not any(type(v) is type(o) and v == o for o in self.settings[k]):
+                raise UserError(f"mixer {self.name!r}: {k}={v!r} is not one of {list(self.settings[k])}")
+        return functools.partial(self.factory, **settings)
+
+
+def _check_settings(name: str, settings: Mapping[str, Sequence[Any]] | None) -> Mapping[str, tuple[Any, ...]]:
+    """Settings as a read-only mapping of keyword -> tuple of JSON scalars, or a ValueError saying what is wrong."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for k, values in (settings or {}).items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ValueError(f"mixer {name!r}: setting name {k!r} must be a keyword name")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"mixer {name!r}: setting {k!r} needs a non-empty list of values, got {values!r}")
+        for v in values:
+            if not isinstance(v, (bool, int, float, str)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise ValueError(f"mixer {name!r}: setting {k!r} value {v!r} is not a JSON scalar")
+        out[k] = tuple(values)
+    return MappingProxyType(out)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None,
@@ -92,19 +130,23 @@ def model_info(name: str) -> dict[str, Any]:
     return dict(_MODEL_INFO[name])
 
 
-def register_mixer(name: str, *, layout: str, paper: str = "", causal: bool = False):
+def register_mixer(name: str, *, layout: str, paper: str = "", causal: bool = False,
+                   settings: Mapping[str, Sequence[Any]] | None = None):
     """Register a token-mixer factory ``f(dim, *, resolution=None, **kw)`` under ``name``.
 
     ``causal=True`` marks a mixer whose output at sequence position t depends only on positions <= t (Mamba,
-    GLA, LMU, ...): spaces for images leave those out unless asked for by name.
+    GLA, LMU, ...): spaces for images leave those out unless asked for by name. ``settings`` declares the
+    factory keywords a space may search and their values (``{"d_state": (8, 16, 32)}``).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    checked = _check_settings(name, settings)
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MIXERS and _MIXERS[name].factory is not f:
             raise ValueError(f"mixer {name!r} is already registered")
-        _MIXERS[name] = MixerSpec(name=name, factory=f, layout=layout, paper=paper, causal=causal)
+        _MIXERS[name] = MixerSpec(name=name, factory=f, layout=layout, paper=paper, causal=causal,
+                                  settings=checked)
         return f
 
     return deco

@@ -19,6 +19,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.layers.heads import default_num_heads
 
 __all__ = ["Attention", "create_attention"]
 
@@ -59,15 +60,6 @@ class Attention(nn.Module):
         return attn @ v
 
 
-def _default_num_heads(dim: int, head_dim: int) -> int:
-    # dim // head_dim heads (timm / MetaFormer baselines); when that does not divide dim, the nearest smaller
-    # count that does, so every width a search space may draw still builds.
-    heads = max(1, dim // head_dim)
-    while dim % heads:
-        heads -= 1
-    return heads
-
-
 @register_mixer("attention", layout="sequence", paper="Attention Is All You Need (Vaswani et al., 2017)")
 def create_attention(dim: int, *, resolution: tuple[int, int] | None = None, head_dim: int = 32,
                      num_heads: int | None = None, qkv_bias: bool = False, proj_bias: bool = True,
@@ -79,6 +71,6 @@ def create_attention(dim: int, *, resolution: tuple[int, int] | None = None, hea
     """
     if head_dim < 1:
         raise UserError(f"attention: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     return Attention(dim, num_heads=heads, qkv_bias=qkv_bias, proj_bias=proj_bias, attn_drop=attn_drop,
                      proj_drop=proj_drop, fused=fused)

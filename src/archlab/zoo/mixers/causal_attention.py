@@ -25,8 +25,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.layers.heads import default_num_heads
 from archlab.zoo.layers.positional import RotaryEmbedding, alibi_bias
-from archlab.zoo.mixers.attention import _default_num_heads
 
 __all__ = ["POSITIONS", "CausalSelfAttention", "KVCache", "create_causal_attention"]
 
@@ -172,7 +172,7 @@ def create_causal_attention(dim: int, *, resolution: tuple[int, int] | None = No
     """
     if head_dim < 1:
         raise UserError(f"causal_attention: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     if pos == "rope" and rotary_dim is None and heads >= 1 and dim % heads == 0:
         rotary_dim = (dim // heads) // 2 * 2 or None
     return CausalSelfAttention(dim, heads, pos=pos, rotary_dim=rotary_dim, **kwargs)

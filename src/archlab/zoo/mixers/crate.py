@@ -22,7 +22,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.attention import _default_num_heads
+from archlab.zoo.layers.heads import default_num_heads
 
 __all__ = ["ISTA", "MSSA", "create_mssa"]
 
@@ -93,7 +93,7 @@ def create_mssa(dim: int, *, resolution: tuple[int, int] | None = None, head_dim
     """
     if head_dim < 1:
         raise UserError(f"mssa: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     if heads < 1 or dim % heads:
         raise UserError(f"mssa: dim {dim} is not divisible by num_heads {heads}")
     return MSSA(dim, heads=heads, dim_head=dim // heads, dropout=dropout)

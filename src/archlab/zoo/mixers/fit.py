@@ -33,7 +33,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.attention import Attention, _default_num_heads
+from archlab.zoo.layers.heads import default_num_heads, dividing_heads
+from archlab.zoo.mixers.attention import Attention
 
 __all__ = ["FIT", "create_fit", "fit_cost", "parse_layers"]
 
@@ -141,13 +142,11 @@ class FIT(nn.Module):
         self.num_groups = self.grid[0] * self.grid[1]
         self.group_size = window_size * window_size
         self.latents_per_group = latents_per_group
-        x_heads = _default_num_heads(dim, head_dim)
-        l_heads = _default_num_heads(latent_dim, head_dim)
+        x_heads = default_num_heads(dim, head_dim)
+        l_heads = default_num_heads(latent_dim, head_dim)
         # As the reference: cross-attention uses the smaller head count and width of the two sides.
         self.cross_width = min(dim, latent_dim)
-        cross_heads = min(x_heads, l_heads)
-        while self.cross_width % cross_heads:
-            cross_heads -= 1
+        cross_heads = dividing_heads(min(x_heads, l_heads), self.cross_width)
         self.x_heads, self.l_heads, self.cross_heads = x_heads, l_heads, cross_heads
 
         self.x_pos_emb = nn.Parameter(torch.zeros(self.group_size, dim))

@@ -39,7 +39,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.mamba import causal_conv_with_history
+from archlab.zoo.layers.causal_conv import causal_conv_with_history
+from archlab.zoo.layers.heads import dividing_heads
 
 __all__ = [
     "GLAState",
@@ -321,15 +322,6 @@ class GatedLinearAttention(nn.Module):
                 + (f", conv_size={self.conv_size}" if self.use_short_conv else ""))
 
 
-def _default_gla_heads(key_dim: int, value_dim: int, head_k_dim: int, max_heads: int) -> int:
-    # key_dim // head_k_dim heads, at most fla's default of 4, reduced until it divides both dims, so every
-    # width a search space draws builds.
-    heads = max(1, min(max_heads, key_dim // head_k_dim))
-    while key_dim % heads or value_dim % heads:
-        heads -= 1
-    return heads
-
-
 @register_mixer("gla", layout="sequence", causal=True,
                 paper="Gated Linear Attention Transformers with Hardware-Efficient Training "
                       "(Yang, Wang, Shen, Panda, Kim, ICML 2024)")
@@ -344,6 +336,7 @@ def create_gla(dim: int, *, resolution: tuple[int, int] | None = None, num_heads
     key_dim, value_dim = int(dim * expand_k), int(dim * expand_v)
     if key_dim < 1 or value_dim < 1:
         raise UserError(f"gla: dim {dim} with expand_k {expand_k}, expand_v {expand_v} gives an empty head")
-    heads = _default_gla_heads(key_dim, value_dim, head_k_dim, 4) if num_heads is None else num_heads
+    # key_dim // head_k_dim heads, at most fla's default of 4, reduced until it divides both dims
+    heads = dividing_heads(min(4, key_dim // head_k_dim), key_dim, value_dim) if num_heads is None else num_heads
     return GatedLinearAttention(dim, expand_k=expand_k, expand_v=expand_v, num_heads=heads, mode=mode,
                                 chunk_size=chunk_size, **kwargs)

@@ -25,7 +25,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.attention import _default_num_heads
+from archlab.zoo.layers.heads import default_num_heads
 
 __all__ = ["GPSA", "GPSAMixer", "create_gpsa", "relative_positions"]
 
@@ -190,7 +190,7 @@ def create_gpsa(dim: int, *, resolution: tuple[int, int] | None = None, head_dim
     """
     if head_dim < 1:
         raise UserError(f"gpsa: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     return GPSAMixer(dim, num_heads=heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
                      locality_strength=locality_strength, use_local_init=use_local_init,
                      grid_size=None if resolution is None else tuple(resolution))

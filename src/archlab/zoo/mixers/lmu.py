@@ -276,7 +276,7 @@ class SpikingLMU(nn.Module):
         return (out, (v_prev, cell_state)) if return_state else out
 
 
-@register_mixer("lmu", layout="sequence", causal=True,
+@register_mixer("lmu", layout="sequence", causal=True, settings={"memory_size": (16, 32, 64)},
                 paper="LMUFormer: Low Complexity Yet Powerful Spiking Model With Legendre Memory Units "
                       "(Liu et al., ICLR 2024)")
 def create_lmu(dim: int, *, resolution: tuple[int, int] | None = None, theta: float | None = None,

@@ -38,7 +38,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.attention import _default_num_heads
+from archlab.zoo.layers.heads import default_num_heads
 
 __all__ = ["NORM_ACTIVATIONS", "Pattention", "TokenFormerAttention", "create_pattention"]
 
@@ -168,6 +168,6 @@ def create_pattention(dim: int, *, resolution: tuple[int, int] | None = None, he
     configuration, ``configs/tokenformer/150M_train_pile.yml``, uses ``qkv_slot_num = proj_slot_num = hidden_size``)."""
     if head_dim < 1:
         raise UserError(f"pattention: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     return TokenFormerAttention(dim, heads, qkv_slot_num or dim, proj_slot_num or dim, norm_activation_type,
                                 attention_dropout)

@@ -31,6 +31,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.layers.drop import DropPath
 
 __all__ = ["ChannelBlock", "PermutedBlock", "RaftTokenMixer", "create_raftmlp", "default_raft_size", "resize"]
 
@@ -46,9 +47,6 @@ def _mlp(dim: int, expansion_factor: float, dropout: float) -> nn.Sequential:
 
 
 def _drop_path(rate: float) -> nn.Module:
-    # Imported here: models/ imports this module, so a top-level import of models.metaformer would be circular.
-    from archlab.zoo.models.metaformer import DropPath
-
     return DropPath(rate) if rate > 0.0 else nn.Identity()
 
 

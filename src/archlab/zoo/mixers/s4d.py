@@ -243,7 +243,7 @@ class S4D(nn.Module):
         return f"d_model={self.d_model}, d_state={self.d_state}, mode={self.mode!r}"
 
 
-@register_mixer("s4d", layout="sequence", causal=True, paper=PAPER)
+@register_mixer("s4d", layout="sequence", causal=True, paper=PAPER, settings={"d_state": (8, 16, 32)})
 def create_s4d(dim: int, *, resolution: tuple[int, int] | None = None, d_state: int = 64, mode: str = "conv",
                **kwargs) -> S4D:
     """An :class:`S4D` mixer for ``dim`` channels (any length: ``resolution`` is not needed)."""

@@ -25,8 +25,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
+from archlab.zoo.layers.heads import default_num_heads
 from archlab.zoo.layers.prepbn import LinearNorm, RepBN, fold_repbn_into_linear, prepbn
-from archlab.zoo.mixers.attention import _default_num_heads
 
 __all__ = ["SLABBlock", "SLAMixer", "SimplifiedLinearAttention", "create_sla"]
 
@@ -134,7 +134,7 @@ def create_sla(dim: int, *, resolution: tuple[int, int] | None = None, head_dim:
         raise UserError("sla: needs resolution=(H, W), the token grid its positional encoding is sized for")
     if head_dim < 1:
         raise UserError(f"sla: head_dim must be >= 1, got {head_dim}")
-    heads = _default_num_heads(dim, head_dim) if num_heads is None else num_heads
+    heads = default_num_heads(dim, head_dim) if num_heads is None else num_heads
     return SLAMixer(dim, tuple(resolution), heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
                     kernel_size=kernel_size, order=order)
 

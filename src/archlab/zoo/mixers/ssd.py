@@ -34,8 +34,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_mixer
-from archlab.zoo.mixers.attention import _default_num_heads
-from archlab.zoo.mixers.mamba import causal_conv_with_history
+from archlab.zoo.layers.causal_conv import causal_conv_with_history
+from archlab.zoo.layers.heads import default_num_heads
 
 __all__ = ["DiscreteMamba2", "SSDState", "materialize_mixer", "segsum", "ssd_chunked", "ssd_sequential"]
 
@@ -283,7 +283,7 @@ class DiscreteMamba2(nn.Module):
                                     dtype=dtype))
 
 
-@register_mixer("ssd", layout="sequence", causal=True, paper=PAPER)
+@register_mixer("ssd", layout="sequence", causal=True, paper=PAPER, settings={"d_state": (8, 16, 32)})
 def create_ssd(dim: int, *, resolution: tuple[int, int] | None = None, head_dim: int = 32,
                n_v_heads: int | None = None, n_qk_heads: int | None = None, d_state: int = 64,
                **kwargs) -> DiscreteMamba2:
@@ -295,6 +295,6 @@ def create_ssd(dim: int, *, resolution: tuple[int, int] | None = None, head_dim:
     d_inner = kwargs.get("expand", 1) * dim
     if head_dim < 1:
         raise UserError(f"ssd: head_dim must be >= 1, got {head_dim}")
-    v_heads = _default_num_heads(d_inner, head_dim) if n_v_heads is None else n_v_heads
+    v_heads = default_num_heads(d_inner, head_dim) if n_v_heads is None else n_v_heads
     qk_heads = v_heads if n_qk_heads is None else n_qk_heads
     return DiscreteMamba2(dim, d_state=d_state, n_qk_heads=qk_heads, n_v_heads=v_heads, **kwargs)

@@ -48,7 +48,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_model
-from archlab.zoo.mixers.mamba import causal_depthwise_conv
+from archlab.zoo.layers.causal_conv import causal_depthwise_conv
 
 __all__ = [
     "CausalConvSubsampling",

@@ -21,9 +21,10 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_model
+from archlab.zoo.layers.patch import PatchEmbed
 from archlab.zoo.mixers.attention import Attention
 from archlab.zoo.mixers.gpsa import GPSA
-from archlab.zoo.models.vit import Block, PatchEmbed, check_image_input, check_vit_config, init_vit_weights, to_pair
+from archlab.zoo.models.vit import Block, check_image_input, check_vit_config, init_vit_weights, to_pair
 
 __all__ = ["ConVit"]
 

@@ -23,28 +23,13 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import get_mixer_spec, register_model
+from archlab.zoo.layers.drop import DropPath
 from archlab.zoo.layers.mlp import Mlp
 from archlab.zoo.layers.norms import create_norm
 
-__all__ = ["DropPath", "MetaFormer", "MetaFormerBlock", "PatchEmbed", "default_stem"]
+__all__ = ["MetaFormer", "MetaFormerBlock", "PatchEmbed", "default_stem"]
 
 _PAPER = "MetaFormer Is Actually What You Need for Vision (Yu et al., CVPR 2022)"
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch for whole samples at rate ``drop_prob`` while training."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        # Rescaling keeps the branch's expected value equal to its value at evaluation.
-        return x * mask / keep
 
 
 class PatchEmbed(nn.Module):

@@ -38,7 +38,7 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import get_mixer_spec, register_model
-from archlab.zoo.models.metaformer import DropPath
+from archlab.zoo.layers.drop import DropPath
 
 __all__ = ["SEQUENCE_NORMS", "SequenceLayer", "SequenceMlp", "SequenceModel", "sequence_classifier",
            "sequence_lm"]

@@ -31,8 +31,8 @@ from torch import nn
 from archlab.errors import UserError
 from archlab.zoo._registry import register_model
 from archlab.zoo.layers.dilated_reparam import DILATED_BRANCHES, DilatedReparamBlock
+from archlab.zoo.layers.drop import DropPath
 from archlab.zoo.layers.norms import LayerNorm2d
-from archlab.zoo.models.metaformer import DropPath
 
 __all__ = ["GRNwithNHWC", "SEBlock", "UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes"]
 

@@ -23,10 +23,11 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_model
+from archlab.zoo.layers.drop import DropPath
+from archlab.zoo.layers.patch import PatchEmbed
 from archlab.zoo.mixers.attention import Attention
-from archlab.zoo.models.metaformer import DropPath
 
-__all__ = ["Block", "Mlp", "PatchEmbed", "VisionTransformer", "check_image_input", "check_vit_config", "to_pair"]
+__all__ = ["Block", "Mlp", "VisionTransformer", "check_image_input", "check_vit_config", "to_pair"]
 
 _VIT_PAPER = ("An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale "
               "(Dosovitskiy et al., ICLR 2021)")
@@ -67,23 +68,6 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` patches, each projected to ``embed_dim``: ``(B, C, H, W) -> (B, N, D)``."""
-
-    def __init__(self, img_size: tuple[int, int], patch_size: tuple[int, int], in_chans: int,
-                 embed_dim: int) -> None:
-        super().__init__()
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.grid_size = (img_size[0] // patch_size[0], img_size[1] // patch_size[1])
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # row-major tokens: token n sits at grid row n // W, column n % W (GPSA's relative positions rely on it)
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class Block(nn.Module):

@@ -31,8 +31,8 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.zoo._registry import register_model
+from archlab.zoo.layers.drop import DropPath
 from archlab.zoo.layers.residual_reduction import MaskedLayerNorm, ResidualSpatialReduction
-from archlab.zoo.models.metaformer import DropPath
 
 __all__ = ["Block", "SubArch", "ViTResNAS", "vit_resnas_tiny"]
 

@@ -1,0 +1,145 @@
+"""The report's textual parts as plain data for the template: the run description, the trial tally, the best
+architecture and the rows of the sortable trial table.
+
+Values here are *unescaped* text; the Jinja2 template escapes every one of them (autoescape is on), so nothing
+from the run (architectures, names, failure reasons) reaches the page as markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archlab.report._trials import arch_json, mapping, objective_names, shorten, state
+from archlab.report.format import (
+    MISSING,
+    finite,
+    format_count,
+    format_flops,
+    format_ms,
+    format_percent,
+    format_seconds,
+)
+
+__all__ = ["COLUMNS", "Cell", "best_block", "run_facts", "trial_rows", "trial_tally"]
+
+COLUMNS = ("trial", "state", "val acc", "test acc", "params", "FLOPs", "latency", "cost", "reason", "arch")
+ARCH_CELL_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One ``<td>``: its text, the value the table sorts by (None: sorts last), a CSS class and a tooltip."""
+
+    text: str
+    sort: Any = None
+    css: str = ""
+    title: str | None = None
+
+
+def _masked_storage(storage: Any) -> str:
+    # A storage URL can carry a database password; the report is meant to be shared.
+    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", str(storage))
+
+
+def run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs saying what was searched, in the order the page shows them."""
+    run = mapping(summary.get("run"))
+    facts = [
+        (label, str(run[key]) if key != "storage" else _masked_storage(run[key]))
+        for label, key in (
+            ("space", "space"),
+            ("data", "data"),
+            ("strategy", "strategy"),
+            ("budget", "budget"),
+            ("seed", "seed"),
+            ("started", "started"),
+            ("storage", "storage"),
+        )
+        if run.get(key) is not None
+    ]
+    objectives = objective_names(summary)
+    if objectives:
+        facts.insert(3, ("objectives", ", ".join(objectives)))
+    return facts
+
+
+def trial_tally(summary: Mapping[str, Any], trials: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(label, count) pairs: the run's own counts where it recorded them, else counted from the trials."""
+    states = [state(trial) for trial in trials]
+    counts = mapping(summary.get("trials"))
+    tally = []
+    for label, name in (("completed", "COMPLETE"), ("failed", "FAIL"), ("pruned", "PRUNED")):
+        value = counts.get(label)
+        tally.append((label, str(value if isinstance(value, int) else states.count(name))))
+    if states.count("RUNNING"):
+        tally.append(("running", str(states.count("RUNNING"))))
+    tally.append(("in this report", str(len(trials))))
+    if finite(summary.get("elapsed_s")) is not None:
+        tally.append(("elapsed", format_seconds(summary["elapsed_s"])))
+    return tally
+
+
+def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The best architecture: heading, facts, the final retrain's facts and the pretty-printed arch; None
+    when there is none. Without a recorded best, the completed trial of highest validation accuracy."""
+    best = summary.get("best")
+    if not isinstance(best, Mapping):
+        if not completed:
+            return None
+        best = max(completed, key=lambda trial: (finite(trial["val_accuracy"]), -trial["number"]))
+    number = best.get("number")
+    facts = [
+        ("validation accuracy", format_percent(best.get("val_accuracy"))),
+        ("test accuracy", format_percent(best.get("test_accuracy"))),
+        ("parameters", format_count(best.get("params")) + " params"),
+        ("FLOPs", format_flops(best.get("flops"))),
+        ("latency", format_ms(best.get("latency_ms"))),
+        ("search cost", format_seconds(best.get("cost_s"))),
+    ]
+    final = mapping(summary.get("final"))
+    retrain = [
+        ("test accuracy", format_percent(final.get("test_accuracy"))),
+        ("validation accuracy", format_percent(final.get("val_accuracy"))),
+        ("epochs", str(final["epochs"]) if final.get("epochs") is not None else MISSING),
+        ("cost", format_seconds(final.get("cost_s"))),
+    ]
+    arch = best.get("arch")
+    return {
+        "heading": "Best architecture" + (f" (trial {number})" if number is not None else ""),
+        "facts": [(name, value) for name, value in facts if not value.startswith(MISSING)],
+        "retrain": [(name, value) for name, value in retrain if value != MISSING],
+        "arch": arch_json(arch, indent=2) if arch is not None else None,
+    }
+
+
+def _metric(trial: Mapping[str, Any], key: str, formatter: Callable[[Any], str]) -> Cell:
+    return Cell(formatter(trial.get(key)), finite(trial.get(key)), "num")
+
+
+def trial_rows(trials: list[Mapping[str, Any]], front: set[int]) -> list[dict[str, Any]]:
+    """One row per trial, in trial order: ``{"pareto": bool, "cells": [Cell, ...]}`` under :data:`COLUMNS`."""
+    rows = []
+    for trial in trials:
+        number = trial["number"]
+        on_front = number in front
+        trial_state = state(trial)
+        arch = arch_json(trial.get("arch"))
+        reason = trial.get("reason")
+
+        cells = [
+            Cell(f"{number} ★" if on_front else str(number), number),
+            Cell(trial_state, trial_state, css=f"state-{trial_state.lower()}"),
+            _metric(trial, "val_accuracy", format_percent),
+            _metric(trial, "test_accuracy", format_percent),
+            _metric(trial, "params", format_count),
+            _metric(trial, "flops", format_flops),
+            _metric(trial, "latency_ms", format_ms),
+            _metric(trial, "cost_s", format_seconds),
+            Cell("" if reason is None else str(reason), None if reason is None else str(reason), "reason"),
+            Cell(shorten(arch, ARCH_CELL_CHARS), arch or None, "arch", title=arch if arch else None),
+        ]
+        rows.append({"pareto": on_front, "cells": cells})
+    return rows

@@ -1,0 +1,84 @@
+"""Tests of :func:`archlab.search.pareto_mask`, the one Pareto-front implementation of archlab (the search
+runner and the HTML report both use it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archlab.errors import UserError
+from archlab.search import pareto_mask
+
+# ---------------------------------------------------------------------------------------------------------
+# pareto_mask
+
+
+def brute_force_front(points, directions):
+    sign = [-1 if direction == "maximize" else 1 for direction in directions]
+    costs = [[value * s for value, s in zip(point, sign, strict=True)] for point in points]
+
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+            x < y for x, y in zip(a, b, strict=True)
+        )
+
+    return [not any(dominates(other, point) for other in costs) for point in costs]
+
+
+def test_pareto_mask_hand_cases():
+    # accuracy up, latency down: (0.9, 2) and (0.8, 1) trade off; (0.7, 3) is dominated by both.
+    assert pareto_mask([[0.9, 2.0], [0.8, 1.0], [0.7, 3.0]], ["maximize", "minimize"]) == [True, True, False]
+    # Equal on one objective, worse on the other: dominated.
+    assert pareto_mask([[0.9, 2.0], [0.9, 1.0]], ["maximize", "minimize"]) == [False, True]
+    # Duplicates of a front point are all on the front; a duplicate of a dominated point is not.
+    points = [[0.9, 1.0], [0.9, 1.0], [0.5, 5.0], [0.5, 5.0]]
+    assert pareto_mask(points, ["maximize", "minimize"]) == [True, True, False, False]
+    # One objective: the front is every copy of the best value.
+    assert pareto_mask([[1], [3], [3], [2]], ["maximize"]) == [False, True, True, False]
+    assert pareto_mask([[1], [3], [1], [2]], ["minimize"]) == [True, False, True, False]
+    assert pareto_mask([], ["maximize", "minimize"]) == []
+    assert pareto_mask([[5.0, 5.0]], ["minimize", "minimize"]) == [True]
+    # Infinities compare as usual.
+    assert pareto_mask([[0.9, np.inf], [0.8, 1.0], [0.95, -np.inf]], ["maximize", "minimize"]) == [
+        False,
+        False,
+        True,
+    ]
+    # Three objectives, none dominating another.
+    assert pareto_mask([[1, 2, 3], [3, 2, 1], [2, 2, 2]], ["minimize"] * 3) == [True, True, True]
+    assert all(type(flag) is bool for flag in pareto_mask([[1.0], [2.0]], ["minimize"]))
+
+
+def test_pareto_mask_matches_brute_force_on_random_points():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        count = int(rng.integers(0, 30))
+        width = int(rng.integers(1, 5))
+        directions = [str(d) for d in rng.choice(["maximize", "minimize"], size=width)]
+        if trial % 2:  # small integers: many ties and exact duplicates
+            points = rng.integers(0, 4, size=(count, width)).tolist()
+        else:
+            points = rng.normal(size=(count, width)).tolist()
+        assert pareto_mask(points, directions) == brute_force_front(points, directions), (points, directions)
+
+
+def test_pareto_mask_large_input_uses_blocks_and_agrees_with_brute_force():
+    rng = np.random.default_rng(1)
+    points = rng.integers(0, 20, size=(400, 2)).tolist()
+    directions = ["maximize", "minimize"]
+    assert pareto_mask(points, directions) == brute_force_front(points, directions)
+
+
+@pytest.mark.parametrize(
+    ("points", "directions", "message"),
+    [
+        ([[1.0]], ["max"], "unknown objective direction"),
+        ([[1.0, 2.0], [1.0]], ["maximize", "minimize"], "point 1 has 1 values"),
+        ([[1.0], [float("nan")]], ["maximize"], "NaN"),
+        ([[1.0]], [], "at least one"),
+        ([["a"]], ["maximize"], "numeric"),
+    ],
+)
+def test_pareto_mask_rejects_bad_input(points, directions, message):
+    with pytest.raises(UserError, match=message):
+        pareto_mask(points, directions)
