@@ -28,8 +28,8 @@ from _results import save_results
 
 from archlab.data import load_dataset
 from archlab.space import create_space
-from archlab.study import Evaluator, SearchConfig
-from archlab.study._runner import final_train_config
+from archlab.study import SearchConfig, TrainingEvaluator
+from archlab.study._config import final_train_config
 
 ARCHS = {
     # the winner of the session-4 30-minute Fashion-MNIST search, seed 0 (90.79 % test after its final training)
@@ -80,8 +80,8 @@ def main() -> None:
         final_cfg = replace(final_cfg, augment_shift=args.shift)
     rows = []
     for fidelity in args.fidelity:
-        evaluator = (Evaluator(space, data, trial_cfg, train_subset=cfg.search_subset()) if fidelity == "trial"
-                     else Evaluator(space, data, final_cfg))
+        evaluator = (TrainingEvaluator(space, data, trial_cfg, train_subset=cfg.search_subset()) if fidelity == "trial"
+                     else TrainingEvaluator(space, data, final_cfg))
         for name, arch in archs.items():
             t0 = time.perf_counter()
             r = evaluator(space.validate(arch))

@@ -50,7 +50,7 @@ def run_fixed(data_name: str, trials: int, epochs: int, workers: int, seed: int)
     import torch
 
     from archlab.data import load_dataset
-    from archlab.study import Evaluator, make_space
+    from archlab.study import TrainingEvaluator, make_space
     from archlab.study._pool import TrialPool
 
     cfg = SearchConfig(data=data_name, strategy="random", n_trials=trials, epochs=epochs, budget_s=None,
@@ -62,7 +62,7 @@ def run_fixed(data_name: str, trials: int, epochs: int, workers: int, seed: int)
     archs = [space.sample(rng) for _ in range(trials)]
     t0 = time.perf_counter()
     if workers == 1:
-        evaluator = Evaluator(space, data, cfg.trial_config(), cfg.constraints, cfg.search_subset())
+        evaluator = TrainingEvaluator(space, data, cfg.trial_config(), cfg.constraint_list, cfg.search_subset())
         torch.set_num_threads(os.cpu_count() or 1)
         results = [evaluator(a) for a in archs]
     else:

@@ -24,7 +24,7 @@ import torch
 
 from archlab.data import load_dataset
 from archlab.search import DEFAULT_STRATEGY
-from archlab.study import Evaluator, SearchConfig, make_space, parse_duration, run_search
+from archlab.study import SearchConfig, TrainingEvaluator, make_space, parse_duration, run_search
 
 
 def run_archlab(cfg: SearchConfig) -> dict:
@@ -41,7 +41,7 @@ def run_optuna(cfg: SearchConfig) -> dict:
     data = load_dataset(cfg.data, seed=cfg.seed)
     cfg = cfg.resolve(len(data.y_train))
     space = make_space(cfg, data.input_shape, data.num_classes)
-    evaluator = Evaluator(space, data, cfg.trial_config(), cfg.constraints, cfg.search_subset())
+    evaluator = TrainingEvaluator(space, data, cfg.trial_config(), cfg.constraint_list, cfg.search_subset())
     seen: list[str] = []
 
     def objective(trial: optuna.Trial) -> float:

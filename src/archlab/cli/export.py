@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from archlab.cli import EXIT_INTERNAL, _fail, _print_json, _user_errors, app, out
+from archlab.cli._app import EXIT_INTERNAL, app, fail, out, print_json, user_errors
 
 
 @app.command(epilog="Example: archlab export runs/search-20261126-120000 --out model.onnx")
@@ -20,14 +20,14 @@ def export(
 ) -> None:
     """Export the best model of a run to ONNX and check it against PyTorch with ONNX Runtime."""
     from archlab.export import OnnxMismatch
-    from archlab.study._artifacts import export_best
+    from archlab.study import export_best
 
-    with _user_errors():
+    with user_errors():
         try:
             result = export_best(run_dir, output, atol=atol)
         except OnnxMismatch as e:  # the export itself went wrong, not the input: an internal failure
-            _fail(str(e), code=EXIT_INTERNAL)
+            fail(str(e), code=EXIT_INTERNAL)
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(f"wrote {result['onnx']} (max |ONNX - PyTorch| = {result['max_abs_diff']:.2e})")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from archlab.cli import _print_json, _user_errors, app, out
+from archlab.cli._app import app, out, print_json, user_errors
 
 
 @app.command(epilog="Example: archlab report runs/search-20261126-120000")
@@ -18,9 +18,9 @@ def report(
     """(Re)write RUN/report.html from the ledger, also for a run that is still going or was interrupted."""
     from archlab.study import rewrite_report
 
-    with _user_errors():
+    with user_errors():
         path = rewrite_report(run_dir)
     if as_json:
-        _print_json({"report": str(path)})
+        print_json({"report": str(path)})
     else:
         out.print(f"wrote {path}")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from archlab.cli import _print_json, _user_errors, app, err, out
+from archlab.cli._app import app, err, out, print_json, user_errors
 from archlab.report.format import format_count, format_int, format_ms, format_percent
 
 __all__ = ["SearchProgress", "search"]
@@ -111,7 +111,7 @@ def search(
     """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""
     from archlab.study import SearchConfig, parse_duration, run_search
 
-    with _user_errors():
+    with user_errors():
         budget_s = parse_duration(budget) if budget is not None else None
         if budget is None and trials is None and resume is None:
             budget_s = 180.0
@@ -132,7 +132,7 @@ def search(
         finally:
             progress.close()
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     _print_summary(summary)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from archlab.cli import _fail, _print_json, _user_errors, app, err, out
+from archlab.cli._app import app, err, fail, out, print_json, user_errors
 from archlab.report.format import format_bytes, format_count, format_int, format_ms, format_shape
 
 __all__ = ["zoo_app"]
@@ -31,7 +31,7 @@ def zoo_list(
         specs = {n: zoo.get_mixer_spec(n) for n in zoo.list_mixers(pattern)}
         rows = [{"name": n, "layout": s.layout, "causal": s.causal, "paper": s.paper} for n, s in specs.items()]
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         table = Table("mixer", "layout", "causal", "paper")
         for r in rows:
@@ -40,10 +40,10 @@ def zoo_list(
         return
     names = zoo.list_models(pattern)
     if not names:
-        _fail(f"no model matches {pattern!r}; `archlab zoo list` shows them all")
+        fail(f"no model matches {pattern!r}; `archlab zoo list` shows them all")
     rows = [zoo_model_counts(n) for n in names]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("model", "family", "params", "FLOPs", "input", "paper")
     for r in rows:
@@ -67,13 +67,13 @@ def zoo_profile(
         if not sizes or min(sizes) < 1:
             raise ValueError
     except ValueError:
-        _fail(f"--batches must be positive integers separated by commas, got {batches!r}")
+        fail(f"--batches must be positive integers separated by commas, got {batches!r}")
     if repeats < 1:
-        _fail(f"--repeats must be >= 1, got {repeats}")
-    with _user_errors(), err.status(f"profiling {name}"):
+        fail(f"--repeats must be >= 1, got {repeats}")
+    with user_errors(), err.status(f"profiling {name}"):
         result = profile_zoo_model(name, latency_batches=sizes, repeats=repeats)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = Table("measure", "value")
     table.add_row("input", format_shape(result["input_shape"]))

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-from archlab.data import builtin, files, synthetic, text, ucr
+from archlab.data import builtin, files, synthetic, text, ucr  # noqa: F401  (builtin, synthetic register loaders)
 from archlab.data._dataset import Dataset
+from archlab.data._registry import check_no_fractions, dataset_spec, list_registered
 from archlab.errors import DataError
 
 __all__ = ["list_datasets", "load_dataset"]
 
-# Default (val_fraction, test_fraction) per built-in. digits has no official test split and is small, so it
-# keeps 20 % for validation as well as 20 % for test (a 60/20/20 split).
-_BUILTINS: dict[str, tuple[Callable[..., Dataset], float, float]] = {
-    "digits": (builtin.load_digits, 0.2, 0.2),
-    "fashion-mnist": (builtin.load_fashion_mnist, 0.1, 0.2),
-    "cifar10": (builtin.load_cifar10, 0.1, 0.2),
-}
 _USER_FRACTIONS = (0.1, 0.2)
-# Generated token tasks: fixed split sizes (no fractions), drawn from ``seed`` (see archlab.data.synthetic).
-_SYNTHETIC: dict[str, Callable[..., Dataset]] = {
-    "selective-copying": synthetic.selective_copying,
-    "associative-recall": synthetic.associative_recall,
-    "listops": synthetic.listops,
-}
 _UCR_PREFIX = "ucr:"
 _UCR_VAL_FRACTION = 0.2
 
@@ -36,7 +23,7 @@ def list_datasets() -> list[str]:
     UCR problems (``ucr:<Name>``) are a family, not listed; ``tinyshakespeare`` is a corpus
     (:func:`archlab.data.load_char_corpus`), not a classification dataset.
     """
-    return [*_BUILTINS, *_SYNTHETIC]
+    return [*list_registered("fractions"), *list_registered("official_test"), *list_registered("fixed")]
 
 
 def _is_user_path(text: str) -> bool:
@@ -78,12 +65,10 @@ def load_dataset(
     """
     text_arg = os.fspath(name_or_path)
     key = text_arg.strip().lower().replace("_", "-")
-    if key in _SYNTHETIC:
-        if val_fraction is not None or test_fraction is not None:
-            raise DataError(f"dataset {key!r} is generated with fixed split sizes: it takes no val_fraction or "
-                            f"test_fraction (call archlab.data.synthetic.{_SYNTHETIC[key].__name__} with "
-                            "n_train/n_val/n_test instead)")
-        return _SYNTHETIC[key](seed=seed)
+    spec = dataset_spec(key)
+    if spec is not None and spec.kind == "fixed":
+        check_no_fractions(spec, val_fraction, test_fraction)
+        return spec.loader(seed=seed)
     if key.startswith(_UCR_PREFIX):
         if test_fraction is not None:
             raise DataError(f"dataset {text_arg.strip()!r} keeps its official test split: it takes no test_fraction")
@@ -92,13 +77,12 @@ def load_dataset(
     if key in text.BUILTIN_CORPORA:
         raise DataError(f"{key!r} is a character corpus, not a classification dataset: load it with "
                         "archlab.data.load_char_corpus")
-    if key in _BUILTINS:
-        loader, default_val, default_test = _BUILTINS[key]
-        val = default_val if val_fraction is None else val_fraction
-        if key == "digits":
-            return loader(seed=seed, val_fraction=val,
-                          test_fraction=default_test if test_fraction is None else test_fraction)
-        return loader(seed=seed, val_fraction=val, data_dir=data_dir, download=download)
+    if spec is not None:
+        val = spec.val_fraction if val_fraction is None else val_fraction
+        if spec.kind == "fractions":
+            return spec.loader(seed=seed, val_fraction=val,
+                               test_fraction=spec.test_fraction if test_fraction is None else test_fraction)
+        return spec.loader(seed=seed, val_fraction=val, data_dir=data_dir, download=download)
     if _is_user_path(text_arg):
         val = _USER_FRACTIONS[0] if val_fraction is None else val_fraction
         test = _USER_FRACTIONS[1] if test_fraction is None else test_fraction

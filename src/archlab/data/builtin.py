@@ -32,6 +32,7 @@ from archlab.data._dataset import Dataset, build_dataset
 from archlab.data._download import cache_dir, download_file, file_md5
 from archlab.data._idx import read_idx, read_idx_header
 from archlab.data._pickle import restricted_load
+from archlab.data._registry import register_dataset
 from archlab.errors import DataError
 
 __all__ = [
@@ -65,12 +66,14 @@ CIFAR10_BATCHES = "cifar-10-batches-py"
 CIFAR10_JPEG = "cifar10_jpeg.npz"
 
 
-def _env_data_dir() -> Path | None:
+def env_data_dir() -> Path | None:
+    """The folder `ARCHLAB_DATA` names, or None."""
     value = os.environ.get("ARCHLAB_DATA")
     return Path(value) if value else None
 
 
-def _unique(paths: Iterable[Path | None]) -> list[Path]:
+def unique_paths(paths: Iterable[Path | None]) -> list[Path]:
+    """The paths given, without None and without repeats, in order."""
     seen: list[Path] = []
     for p in paths:
         if p is not None and p not in seen:
@@ -81,6 +84,7 @@ def _unique(paths: Iterable[Path | None]) -> list[Path]:
 # ---------------------------------------------------------------------------------------------------- digits
 
 
+@register_dataset("digits", kind="fractions", val_fraction=0.2, test_fraction=0.2)
 def load_digits(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn's 8x8 digits (1,797 images, 1 channel, pixels / 16), split 60/20/20 by default."""
     from sklearn.datasets import load_digits as sklearn_digits
@@ -97,9 +101,9 @@ def load_digits(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: floa
 
 def fashion_mnist_search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for the four Fashion-MNIST IDX files, in order."""
-    env = _env_data_dir()
+    env = env_data_dir()
     given = Path(data_dir) if data_dir is not None else None
-    return _unique([
+    return unique_paths([
         given,
         given / "fashion-mnist" if given else None,
         env / "fashion-mnist" if env else None,
@@ -136,6 +140,7 @@ def download_fashion_mnist(folder: Path | None = None) -> dict[str, Path]:
     return paths
 
 
+@register_dataset("fashion-mnist", kind="official_test", val_fraction=0.1)
 def load_fashion_mnist(
     *,
     seed: int = 0,
@@ -340,7 +345,7 @@ def load_cifar10_jpeg(
 
 def cifar10_search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for ``cifar-10-batches-py/`` or ``cifar10_jpeg.npz``, in order."""
-    return _unique([Path(data_dir) if data_dir is not None else None, _env_data_dir(), cache_dir()])
+    return unique_paths([Path(data_dir) if data_dir is not None else None, env_data_dir(), cache_dir()])
 
 
 def _find_cifar10(data_dir: str | os.PathLike | None) -> tuple[str, Path] | None:
@@ -388,6 +393,7 @@ def download_cifar10(folder: Path | None = None) -> Path:
     return target
 
 
+@register_dataset("cifar10", kind="official_test", val_fraction=0.1)
 def load_cifar10(
     *,
     seed: int = 0,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from archlab.data._dataset import Dataset
+from archlab.data._registry import register_dataset
 from archlab.errors import DataError
 
 __all__ = [
@@ -157,6 +158,7 @@ def selective_copying_batch(
     return torch.from_numpy(x), torch.from_numpy(tokens.astype(np.int64))
 
 
+@register_dataset("selective-copying", kind="fixed")
 def selective_copying(
     length: int = 256,
     n_memorize: int = 16,
@@ -214,6 +216,7 @@ def _draw_pairs(n: int, n_pairs: int, vocab: int, rng: np.random.Generator) -> t
     return keys, values
 
 
+@register_dataset("associative-recall", kind="fixed")
 def associative_recall(
     length: int = 256,
     n_pairs: int = 8,
@@ -382,6 +385,7 @@ def listops_to_text(tokens: Sequence[int] | torch.Tensor | np.ndarray) -> str:
     return " ".join(LISTOPS_TOKENS[int(t)] for t in ids if int(t) != _PAD)
 
 
+@register_dataset("listops", kind="fixed")
 def listops(
     max_depth: int = 6,
     max_length: int = 128,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from archlab.data._download import cache_dir
-from archlab.data.builtin import _env_data_dir, _unique
+from archlab.data.builtin import env_data_dir, unique_paths
 from archlab.errors import DataError
 
 __all__ = ["CharCorpus", "char_corpus_search_path", "load_char_corpus", "random_windows"]
@@ -79,7 +79,7 @@ class CharCorpus:
 
 def char_corpus_search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for ``tinyshakespeare.txt``, in order."""
-    return _unique([Path(data_dir) if data_dir is not None else None, _env_data_dir(), cache_dir()])
+    return unique_paths([Path(data_dir) if data_dir is not None else None, env_data_dir(), cache_dir()])
 
 
 def _find_builtin(name: str, data_dir: str | os.PathLike | None) -> Path:

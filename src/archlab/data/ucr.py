@@ -29,7 +29,7 @@ import numpy as np
 
 from archlab.data._dataset import Dataset, build_dataset
 from archlab.data._download import cache_dir
-from archlab.data.builtin import _env_data_dir, _unique
+from archlab.data.builtin import env_data_dir, unique_paths
 from archlab.errors import DataError
 
 __all__ = ["load_ucr", "read_ts", "ucr_search_path"]
@@ -51,9 +51,9 @@ def _aeon_data_dir() -> Path | None:
 def ucr_search_path(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for ``<name>_TRAIN.ts`` and ``<name>_TEST.ts``, in order."""
     given = Path(data_dir) if data_dir is not None else None
-    env = _env_data_dir()
+    env = env_data_dir()
     aeon = _aeon_data_dir()
-    return _unique([
+    return unique_paths([
         given,
         given / name if given else None,
         given / "ucr" / name if given else None,

@@ -40,11 +40,10 @@ class SearchExhausted(Exception):
 
 
 def check_objectives(objectives: Sequence[str]) -> list[str]:
-    """Preset objective names, checked (the CLI's ``--objectives``)."""
-    names = [o.strip() for o in objectives if isinstance(o, str) and o.strip()]
-    if len(names) != len([o for o in objectives if not isinstance(o, str) or o.strip()]):
+    """Preset objective names (the CLI's ``--objectives``), checked: known, at least one, none twice."""
+    if any(not isinstance(o, str) for o in objectives):
         raise UserError("objectives given by name must be preset names: " + ", ".join(OBJECTIVES))
-    return [o.name for o in resolve_objectives(names)]
+    return [o.name for o in resolve_objectives([o.strip() for o in objectives if o.strip()])]
 
 
 @dataclass(frozen=True)
@@ -155,9 +154,10 @@ class Strategy(abc.ABC):
         return None
 
     def tell(self, record: TrialRecord) -> None:
-        self.pending.discard(record.arch)
         self.history.append(record)
-        self.seen.add(record.arch)
+        if self.dedupe:  # what de-duplication needs (hashing an arch is the costliest step of a cheap loop)
+            self.pending.discard(record.arch)
+            self.seen.add(record.arch)
         self.observe(record)
 
     def memo(self, arch: Arch) -> dict[str, Any] | None:
@@ -188,7 +188,8 @@ class Strategy(abc.ABC):
         return [r for r in self.history if r.ok]
 
     def fitness(self, record: TrialRecord) -> tuple[float, ...]:
-        return tuple(o.oriented(record.metrics[o.metric]) for o in self.objectives)
+        metrics = record.metrics
+        return tuple(metrics[o.metric] if o.maximize else -metrics[o.metric] for o in self.objectives)
 
     def state_dict(self) -> dict[str, Any]:
         """What the strategy knows, as plain data (a strategy told live and one rebuilt hold equal states)."""

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from archlab.errors import UserError
-from archlab.search._base import Strategy, TrialRecord, dominates
+from archlab.search._base import Strategy, TrialRecord
 from archlab.search._objectives import Objective
+from archlab.search._pareto import pareto_mask
 from archlab.space import Arch, Space
 
 
@@ -84,9 +85,11 @@ class RegularizedEvolution(Strategy):
                 return self.space.sample(rng)
             return self._warm_sample(rng)
         sample = rng.sample(population, self.sample_size)
-        scored = [(self.fitness(r), r) for r in sample]
-        front = [r for v, r in scored if not any(dominates(w, v) for w, _ in scored)]
-        parent = front[0] if len(self.objectives) == 1 else rng.choice(front)
+        if len(self.objectives) == 1:  # no Pareto work for one objective: the fittest (the first of equals)
+            parent = max(sample, key=self.fitness)
+        else:
+            on_front = pareto_mask([self.fitness(r) for r in sample], ["maximize"] * len(self.objectives))
+            parent = rng.choice([r for r, on in zip(sample, on_front, strict=True) if on])
         return self.space.mutate(parent.arch, rng)
 
     def _warm_sample(self, rng: random.Random) -> Arch:

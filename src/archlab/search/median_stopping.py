@@ -13,6 +13,9 @@ of 8 is still at its peak rate; comparing epochs would stop exactly the cheap ar
 rule never judges before ``min_progress`` (the first epochs of every net are noisy) or with fewer than
 ``min_trials`` references, and never at the end of a trial (stopping then saves nothing).
 
+The curve metric is a parameter (``metric``, ``direction``; validation accuracy, maximised, by default), so the
+rule serves any evaluator whose curve points carry the metric and a ``progress``.
+
 The rule depends only on the ledger's curves, so a resumed run rebuilds it exactly (:meth:`add` in trial order).
 """
 
@@ -30,10 +33,15 @@ STOPPED = "median_stopping"  # the ``stopped`` reason of a trial this rule ended
 
 
 class MedianStopping:
-    def __init__(self, min_progress: float = 0.25, min_trials: int = 4) -> None:
+    def __init__(self, min_progress: float = 0.25, min_trials: int = 4, metric: str = "val_accuracy",
+                 direction: str = "maximize") -> None:
         if not 0.0 <= min_progress < 1.0 or min_trials < 1:
             raise UserError(f"median stopping: need 0 <= min_progress < 1 and min_trials >= 1, "
                             f"got {min_progress}, {min_trials}")
+        if direction not in ("maximize", "minimize"):
+            raise UserError(f"median stopping: direction must be 'maximize' or 'minimize', got {direction!r}")
+        self.metric = metric
+        self._sign = 1.0 if direction == "maximize" else -1.0  # values are compared oriented larger-is-better
         self.min_progress = min_progress
         self.min_trials = min_trials
         self._references: list[list[tuple[float, float]]] = []  # per trial: (progress, running best accuracy)
@@ -43,9 +51,9 @@ class MedianStopping:
         ``progress`` points, as curves written before progress was recorded)."""
         if stopped == STOPPED or not curve or any("progress" not in p for p in curve):
             return
-        best, running = -1.0, []
+        best, running = -float("inf"), []
         for point in curve:
-            best = max(best, float(point["val_accuracy"]))
+            best = max(best, self._sign * float(point[self.metric]))
             running.append((float(point["progress"]), best))
         self._references.append(running)
 
@@ -65,11 +73,11 @@ class MedianStopping:
 
     def monitor(self) -> Callable[[dict[str, Any]], str | None]:
         """A per-trial ``on_epoch`` callback for :func:`archlab.train.train_model`."""
-        best = -1.0
+        best = -float("inf")
 
         def on_epoch(point: dict[str, Any]) -> str | None:
             nonlocal best
-            best = max(best, float(point["val_accuracy"]))
+            best = max(best, self._sign * float(point[self.metric]))
             progress = float(point.get("progress", 1.0))
             if progress >= 1.0:
                 return None

@@ -111,7 +111,8 @@ class OptunaStrategy(Strategy):
             trial = study.ask()
             arch = self.space.suggest(trial)
             if not (self.dedupe and self._taken(arch)):
-                self.pending.add(arch)
+                if self.dedupe:
+                    self.pending.add(arch)
                 attrs = study._storage.get_trial_system_attrs(trial._trial_id)
                 self._memos[arch] = {k: v for k, v in attrs.items() if _jsonable(v)}
                 return arch
@@ -120,7 +121,8 @@ class OptunaStrategy(Strategy):
         arch = self._unseen(rng)
         if arch is None:
             raise SearchExhausted(f"every arch of space {self.space.name!r} has been evaluated")
-        self.pending.add(arch)
+        if self.dedupe:
+            self.pending.add(arch)
         return arch
 
     def memo(self, arch: Arch) -> dict[str, Any] | None:

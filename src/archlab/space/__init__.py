@@ -1,18 +1,20 @@
 """archlab.space: the search-space language and the predefined spaces.
 
-``choice``, ``integer``, ``real``, ``repeat`` and ``optional`` declare decisions; nested ``dict``\\ s group
-them; a :class:`Space` samples, mutates, crosses over, enumerates, counts and encodes :class:`Arch` genotypes
-and builds them into models; it lists its decisions (:class:`Decision`) for supernets and Optuna, inverts
-``to_params`` (``from_params``), gives its smallest and largest archs (``extreme``) and a ``fingerprint`` that
-pins it. Predefined spaces are made with :func:`create_space`.
+``choice``, ``integer``, ``real``, ``repeat``, ``optional`` and ``module`` declare decisions; nested
+``dict``\\ s group them; a :class:`Space` samples, mutates, crosses over, enumerates, counts and encodes
+:class:`Arch` genotypes and builds them into models; it lists its decisions (:class:`Decision`) for supernets
+and Optuna, inverts ``to_params`` (``from_params``), gives its smallest and largest archs (``extreme``) and a
+``fingerprint`` that pins it. Predefined spaces are made with :func:`create_space`.
 """
 
 from archlab.space._arch import Arch, FrozenDict
 from archlab.space._nodes import (
+    Bound,
     Choice,
     Constant,
     Decision,
     Integer,
+    Module,
     Node,
     Optional,
     Real,
@@ -20,6 +22,7 @@ from archlab.space._nodes import (
     Struct,
     choice,
     integer,
+    module,
     optional,
     real,
     repeat,
@@ -29,11 +32,13 @@ from archlab.space._space import Space, as_rng
 
 __all__ = [
     "Arch",
+    "Bound",
     "Choice",
     "Constant",
     "Decision",
     "FrozenDict",
     "Integer",
+    "Module",
     "Node",
     "Optional",
     "Real",
@@ -45,6 +50,7 @@ __all__ = [
     "create_space",
     "integer",
     "list_spaces",
+    "module",
     "optional",
     "real",
     "register_space",

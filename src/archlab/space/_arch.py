@@ -148,7 +148,7 @@ class Arch(Mapping):
         """The canonical JSON text (sorted keys, no spaces), written on first use."""
         key = self._key
         if key is None:
-            key = json.dumps(self._tree._data, sort_keys=True, separators=(",", ":"), default=_plain)
+            key = _KEY_ENCODER.encode(self._tree._data)
             _set_key(self, key)
         return key
 
@@ -202,6 +202,9 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+# the canonical text: sorted keys, no spaces; one encoder for all archs (making one per call costs more than
+# the encoding); ensure_ascii as json.dumps does by default, so keys stay what they always were
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_plain)
 _set_tree = Arch.__dict__["_tree"].__set__
 _set_key = Arch.__dict__["_key"].__set__
 _set_space = Arch.__dict__["_space"].__set__

@@ -9,7 +9,7 @@ from typing import Any
 from archlab.errors import SpaceError
 from archlab.space._arch import FrozenDict
 from archlab.space._leaves import Constant
-from archlab.space._node import _PRIMITIVES, Condition, Decision, Node, _is_json_constant, _same
+from archlab.space._node import _PRIMITIVES, Condition, Decision, Node, _is_json_constant, _same, as_node
 
 __all__ = ["Choice"]
 
@@ -38,7 +38,6 @@ class Choice(Node):
     """
 
     def __init__(self, options: Sequence[Any] | Mapping[str, Any]) -> None:
-        from archlab.space._structure import Struct, as_node  # structure nodes hold choices: import when used
 
         if isinstance(options, Mapping):
             keys, raw = list(options.keys()), list(options.values())
@@ -62,10 +61,11 @@ class Choice(Node):
         if self.branch:
             self.options = [as_node(o) for o in raw]
             for node in self.options:
-                if isinstance(node, Struct) and "option" in node.fields:
+                if node.is_struct and "option" in node.fields:
                     raise SpaceError("a branch of choice() cannot have a field named 'option'")
-            self._kinds = [_STRUCT if isinstance(n, Struct) else _CONST if isinstance(n, Constant) else _VALUE
+            self._kinds = [_STRUCT if n.is_struct else _CONST if isinstance(n, Constant) else _VALUE
                            for n in self.options]
+            self._modules = [n.is_module for n in self.options]  # decode to their bound factory
         else:
             for o in raw:
                 if not (isinstance(o, _PRIMITIVES) or callable(o)):
@@ -129,6 +129,8 @@ class Choice(Node):
             return self.options[self._index(g)]
         i, sub = self._unwrap(g)
         dec = self.options[i].decode(sub)
+        if self._modules[i]:
+            return dec
         if self._kinds[i] == _STRUCT:
             return FrozenDict({"option": self.keys[i], **dec})
         return FrozenDict({"option": self.keys[i], "value": dec})

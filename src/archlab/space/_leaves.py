@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from archlab.errors import SpaceError
-from archlab.space._node import Condition, Decision, Node, _is_json_constant, _same
+from archlab.space._node import _DECLARATION_NODES, Condition, Decision, Node, _is_json_constant, _same
 
 __all__ = ["Constant", "Integer", "Real"]
 
@@ -196,3 +196,6 @@ class Real(Node):
 
     def signature(self) -> Any:
         return {"real": [self.low, self.high], "log": self.log}
+
+
+_DECLARATION_NODES["constant"] = Constant

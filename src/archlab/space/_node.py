@@ -111,14 +111,37 @@ class ParamsTrial:
         return sorted(str(k) for k in self.params if k not in self.used)
 
 
+# the node classes a declaration turns into (filled by the modules that define them, which ``archlab.space``
+# imports): ``as_node`` lives here so that a choice of sub-spaces and a struct of choices need not import each other
+_DECLARATION_NODES: dict[str, type] = {}
+
+
+def as_node(value: Any, where: str = "") -> Node:
+    """Turn a declaration (node, ``dict`` of fields, or JSON constant) into a node."""
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, Mapping):
+        return _DECLARATION_NODES["struct"](value)
+    if _is_json_constant(value):
+        return _DECLARATION_NODES["constant"](value)
+    at = f" at {where!r}" if where else ""
+    raise SpaceError(f"cannot use {value!r}{at} in a space: use choice(), integer(), real(), repeat(), "
+                     "optional(), a dict, or a JSON constant")
+
+
 class Node:
     """A decision (or a fixed part) of a space. Subclasses implement every method below.
+
+    ``is_struct`` marks nodes whose genotype is an object of named fields (a branch of a choice then carries them
+    beside its ``option`` key); ``is_module`` marks nodes that decode to a bound factory.
 
     ``fixed_sites`` is the number of mutation sites when it does not depend on the genotype (leaves, and
     structs of leaves), else ``None``: the hot path then skips counting them arch by arch.
     """
 
     fixed_sites: int | None = None
+    is_struct: bool = False
+    is_module: bool = False
 
     def sample(self, rng: random.Random) -> Any:
         raise NotImplementedError

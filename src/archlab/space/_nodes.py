@@ -18,28 +18,32 @@ node                      genotype
 ``repeat(node, count)``   a list of the node's genotypes, of the chosen length
 ``optional(node)``        ``None`` or the node's genotype
 ``dict(...)`` (struct)    an object with one entry per field
+``module(n, f, **kw)``    an object of the settings ``kw``; ``decode`` gives ``f`` with them bound
 ========================  ====================================================================
 
 The nodes live in :mod:`~archlab.space._node` (the base), :mod:`~archlab.space._leaves` (constants and ranges),
-:mod:`~archlab.space._choice` and :mod:`~archlab.space._structure` (repeats, optional parts, structs); this module
-gathers them under one name.
+:mod:`~archlab.space._choice`, :mod:`~archlab.space._structure` (repeats, optional parts, structs) and
+:mod:`~archlab.space._module` (module factories); this module gathers them under one name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from archlab.space._choice import Choice
 from archlab.space._leaves import Constant, Integer, Real
+from archlab.space._module import Bound, Module
 from archlab.space._node import Decision, Node
 from archlab.space._structure import Optional, Repeat, Struct, as_node
 
 __all__ = [
+    "Bound",
     "Choice",
     "Constant",
     "Decision",
     "Integer",
+    "Module",
     "Node",
     "Optional",
     "Real",
@@ -48,6 +52,7 @@ __all__ = [
     "as_node",
     "choice",
     "integer",
+    "module",
     "optional",
     "real",
     "repeat",
@@ -72,6 +77,12 @@ def real(low: float, high: float, log: bool = False) -> Real:
 def repeat(node: Any, count: int | Integer | Choice) -> Repeat:
     """``node`` repeated ``count`` times (an int, ``integer(...)`` or ``choice([...])``)."""
     return Repeat(node, count)
+
+
+def module(name: str, factory: Callable[..., Any], **settings: Any) -> Module:
+    """A module ``factory`` whose keyword ``settings`` are decisions (or constants); it decodes to a
+    :class:`Bound` factory with the chosen settings, named ``name``."""
+    return Module(name, factory, settings)
 
 
 def optional(node: Any, p: float = 0.5) -> Optional:

@@ -11,8 +11,8 @@ from typing import Any
 from archlab.errors import SpaceError
 from archlab.space._arch import FrozenDict
 from archlab.space._choice import Choice
-from archlab.space._leaves import Constant, Integer
-from archlab.space._node import Condition, Decision, Node, _is_json_constant
+from archlab.space._leaves import Integer
+from archlab.space._node import _DECLARATION_NODES, Condition, Decision, Node, as_node
 
 __all__ = ["Optional", "Repeat", "Struct", "as_node"]
 
@@ -213,8 +213,11 @@ class Optional(Node):
 class Struct(Node):
     """Named fields, each a node or a constant; the genotype is an object with one entry per field."""
 
+    is_struct = True
+    _allow_empty = False  # a module (see archlab.space._module) may have no settings
+
     def __init__(self, fields: Mapping[str, Any]) -> None:
-        if not isinstance(fields, Mapping) or not fields:
+        if not isinstance(fields, Mapping) or not (fields or self._allow_empty):
             raise SpaceError("a space (or a dict inside one) needs at least one field")
         self.fields: dict[str, Node] = {}
         for k, v in fields.items():
@@ -314,14 +317,4 @@ class Struct(Node):
         return {"struct": [[k, n.signature()] for k, n in self._items]}
 
 
-def as_node(value: Any, where: str = "") -> Node:
-    """Turn a declaration (node, ``dict`` of fields, or JSON constant) into a node."""
-    if isinstance(value, Node):
-        return value
-    if isinstance(value, Mapping):
-        return Struct(value)
-    if _is_json_constant(value):
-        return Constant(value)
-    at = f" at {where!r}" if where else ""
-    raise SpaceError(f"cannot use {value!r}{at} in a space: use choice(), integer(), real(), repeat(), "
-                     "optional(), a dict, or a JSON constant")
+_DECLARATION_NODES["struct"] = Struct

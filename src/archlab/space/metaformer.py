@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archlab.errors import SpaceError
-from archlab.space._nodes import choice, integer, repeat
+from archlab.space._nodes import Bound, choice, integer, repeat
 from archlab.space._predefined import register_space
 from archlab.space._space import Space
 
@@ -55,8 +55,8 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
     # causal sequence mixers (Mamba, GLA, ...) only see the tokens before them: no use for classifying a whole
     # image, so the default leaves them out; naming them in ``mixers`` still puts them in.
     names = list(mixers) if mixers is not None else zoo.list_mixers(causal=False)
-    for m in names:
-        zoo.get_mixer_spec(m)
+    # each option is the mixer's factory, named after it: the genotype records the name, decoding gives the factory
+    mixer_factories = [Bound(m, zoo.get_mixer_spec(m).factory) for m in names]
     strides = stem_strides((height, width))
     n_max = stages or max_stages((height, width), strides[0])
 
@@ -64,7 +64,7 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
         patch, stride, pad = STEMS[arch.get("stem_stride", strides[0])]
         return zoo.create_model(
             "metaformer",
-            stages=[dict(s) for s in arch["stages"]],
+            stages=[{**s, "mixer": s["mixer"].name} for s in arch["stages"]],  # a stage's mixer decodes to a Bound
             in_chans=in_chans,
             num_classes=num_classes,
             image_size=(height, width),
@@ -81,7 +81,7 @@ def metaformer_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: 
     space = Space(
         build,
         name="metaformer",
-        stages=repeat(dict(mixer=choice(names), depth=integer(1, max_depth), width=choice(list(widths))),
+        stages=repeat(dict(mixer=choice(mixer_factories), depth=integer(1, max_depth), width=choice(list(widths))),
                       count=integer(1, n_max)),
         mlp_ratio=choice([2, 3, 4]),
         norm=choice(list(NORMS)),

@@ -8,7 +8,8 @@ depth is a searchable repeat; the width and the MLP ratio are shared by all laye
 Each mixer's searchable settings, as it declares them in the zoo (``register_mixer(..., settings=...)``), become
 conditional decisions inside its branch of the per-layer choice, so an arch carries only the decisions its
 mixers use: ``d_state`` for Mamba's SSM state, SSD's per-head state and S4D's ``N``, ``memory_size`` for the
-LMU's Legendre order. A layer's genotype reads ``{"option": "mamba", "d_state": 16}`` or ``{"option": "gla"}``.
+LMU's Legendre order. A layer's genotype reads ``{"option": "mamba", "d_state": 16}`` or ``{"option": "gla"}``,
+and decodes to the mixer's factory with those settings bound (a :class:`~archlab.space.Bound`).
 The space's own arguments (``d_states``, ``orders``, ``state_sizes``) override the declared state sizes.
 
 Inputs: token ids with ``input_shape=(L,)`` and ``vocab_size`` set, or float series ``input_shape=(C, L)``.
@@ -18,11 +19,12 @@ Inputs: token ids with ``input_shape=(L,)`` and ``vocab_size`` set, or float ser
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archlab.errors import SpaceError
-from archlab.space._nodes import Constant, Node, choice, integer, repeat
+from archlab.space._nodes import Node, choice, integer, module, repeat
 from archlab.space._predefined import register_space
 from archlab.space._space import Space
 
@@ -126,17 +128,18 @@ def sequence_space(*, input_shape: tuple[int, ...], num_classes: int, mixers: Se
                 values = overrides[_STATE_KWARGS[key]]
             resolved_sizes[m] = _positive_ints(f"state sizes of {m!r}", values) if values else []
             settings[key] = resolved_sizes[m]
-        decisions = {k: choice(v) for k, v in settings.items() if v}
-        # A Constant keeps the choice a branch (genotype {"option": name}) for mixers with no decision.
-        branches[m] = decisions or Constant(None)
+        factory = zoo.get_mixer_spec(m).factory
+        if mixer_kwargs.get(m):
+            factory = functools.partial(factory, **mixer_kwargs[m])
+        # a module, even with no decision, keeps the choice a branch (genotype {"option": name}); the layer
+        # decodes to the mixer's factory with its chosen settings
+        branches[m] = module(m, factory, **{k: choice(v) for k, v in settings.items() if v})
 
     model = "sequence_lm" if task == "lm" else "sequence_classifier"
 
     def build(arch: Mapping[str, Any]):
-        layers = []
-        for layer in arch["layers"]:
-            chosen = {k: v for k, v in layer.items() if k not in ("option", "value")}
-            layers.append({"mixer": layer["option"], **mixer_kwargs.get(layer["option"], {}), **chosen})
+        # each layer decodes to its mixer's Bound factory; the sequence models take mixers by name and keywords
+        layers = [{"mixer": f.name, **mixer_kwargs.get(f.name, {}), **f.settings} for f in arch["layers"]]
         kw: dict[str, Any] = dict(layers=layers, dim=arch["width"], mlp_ratio=arch["mlp_ratio"], norm=norm,
                                   seq_len=seq_len)
         if task == "lm":

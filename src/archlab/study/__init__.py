@@ -6,6 +6,7 @@ simulated cost seconds, trials). :func:`run_search` is the main job built on it:
 longer, export it and write the run folder and report.
 """
 
+from archlab.study._artifacts import BestModel, export_best, load_best_model
 from archlab.study._budget import Budget, BudgetClock, parse_duration
 from archlab.study._config import SearchConfig, TrainingEvaluatorFactory, make_space, rebuild_space, space_pin
 from archlab.study._evaluator import EvalResult, Evaluator, TrainingEvaluator, check_constraints, evaluator_factory
@@ -15,6 +16,9 @@ from archlab.study._loop import SearchResult, best_record, search
 from archlab.study._runner import run_search
 
 __all__ = [
+    "BestModel",
+    "export_best",
+    "load_best_model",
     "Budget",
     "BudgetClock",
     "EvalResult",

@@ -62,7 +62,8 @@ def load_best_model(run_dir: str | os.PathLike[str]) -> BestModel:
     malformed or not in the run's space, or a corrupt weights file is a :class:`~archlab.errors.UserError`.
     """
     from archlab.export import load_weights
-    from archlab.study import SearchConfig, load_run, make_space
+    from archlab.study._config import SearchConfig, make_space
+    from archlab.study._folder import load_run
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)

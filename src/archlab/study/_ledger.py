@@ -59,6 +59,25 @@ def _sqlite_pragmas(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # connections made before the listener get the pragmas when reopened
 
 
+class _LedgerRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, less one query per parameter of every new trial: Optuna looks up an earlier trial's
+    distribution of the parameter to check that they are compatible; the ledger, the study's only writer, checks it
+    against the distribution it last wrote for that name in this process instead (still with Optuna's check)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._written: dict[str, Any] = {}
+
+    def _set_trial_param_without_commit(self, session: Any, trial_id: int, param_name: str,
+                                        param_value_internal: float, distribution: Any,
+                                        previous_distribution: Any = None) -> None:
+        if previous_distribution is None:
+            previous_distribution = self._written.get(param_name)
+        super()._set_trial_param_without_commit(session, trial_id, param_name, param_value_internal, distribution,
+                                                previous_distribution)
+        self._written[param_name] = distribution
+
+
 def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
     """An Optuna storage: ``None`` / ``"memory"`` (in memory), any SQLAlchemy URL (``sqlite:///...``,
     ``postgresql://...``), ``journal:///path/to/file.log`` (Optuna's append-only journal file), or a storage
@@ -87,7 +106,7 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
             file_db = str(path) not in ("", ":memory:")
             if file_db and not path.parent.is_dir():
                 raise StorageError(f"storage {url!r}: folder {path.parent} does not exist")
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        rdb = _LedgerRDBStorage(url, engine_kwargs=engine_kwargs)
         if file_db:
             _sqlite_pragmas(rdb)
         return rdb
@@ -153,6 +172,9 @@ class Ledger:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StorageError(f"cannot use storage {self.url!r}: {msg}") from None
         self._study_id = self.study._study_id
+        # the ledger is the study's only writer, so the next trial's number is the count so far (asking the storage
+        # for it costs an extra query per trial on an RDB)
+        self._next_number = len(self.study.get_trials(deepcopy=False))
         self._distributions: dict[Arch, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     @classmethod
@@ -191,7 +213,11 @@ class Ledger:
         template = create_trial(state=TrialState.RUNNING, params=params, distributions=distributions,
                                 user_attrs={RECORD_ATTR: {"arch": arch.to_dict(), "state": "running"}})
         trial_id = self.storage.create_new_trial(self._study_id, template_trial=template)
-        return PendingTrial(arch, trial_id, self.storage.get_trial_number_from_id(trial_id))
+        return PendingTrial(arch, trial_id, self._take_number())
+
+    def _take_number(self) -> int:
+        number, self._next_number = self._next_number, self._next_number + 1
+        return number
 
     def finish(self, pending: PendingTrial, result: EvalResult, *, extra: dict[str, Any] | None = None,
                memo: dict[str, Any] | None = None) -> TrialRecord:
@@ -212,8 +238,8 @@ class Ledger:
             params, distributions = self._params(arch)
             frozen = create_trial(state=state, values=values, params=params, distributions=distributions,
                                   user_attrs={RECORD_ATTR: payload})
-            trial_id = self.storage.create_new_trial(self._study_id, template_trial=frozen)
-            number = self.storage.get_trial_number_from_id(trial_id)
+            self.storage.create_new_trial(self._study_id, template_trial=frozen)
+            number = self._take_number()
         else:
             self.storage.set_trial_user_attr(pending.trial_id, RECORD_ATTR, payload)
             self.storage.set_trial_state_values(pending.trial_id, state, values)

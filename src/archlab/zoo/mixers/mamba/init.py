@@ -31,24 +31,29 @@ takes every seed past the plateau on which the model answers by elimination (BEN
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from archlab.errors import UserError
 
-if TYPE_CHECKING:
-    from archlab.zoo.mixers.mamba.block import Mamba
+__all__ = ["MIMETIC_A_SCALE", "init_lm_weights_", "is_mamba", "mimetic_init_"]
 
-__all__ = ["MIMETIC_A_SCALE", "init_lm_weights_", "mimetic_init_"]
+# the parts (with the reference's names) that make a module a Mamba mixer; checked by name, not by class, because
+# the block calls these initialisations, so this module cannot import it
+MAMBA_PARTS = ("in_proj", "conv1d", "x_proj", "dt_proj", "A_log", "D", "out_proj")
+
+
+def is_mamba(module: nn.Module) -> bool:
+    """Whether ``module`` has a Mamba mixer's parts."""
+    return all(hasattr(module, part) for part in MAMBA_PARTS)
 
 
 MIMETIC_A_SCALE = 0.01  # A[d, n] = -0.01 (n + 1) / d_state: at most 1e-3 of decay per step at delta = 0.1
 
 
-def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: float = 0.0,
-                  shifted_keys: bool = False) -> Mamba:
+def mimetic_init_(mixer: nn.Module, a_scale: float = MIMETIC_A_SCALE, conv_shift: float = 0.0,
+                  shifted_keys: bool = False) -> nn.Module:
     """Re-initialise ``mixer`` in place to start as linear attention that remembers (Trockman et al., 2024).
 
     ``A[d, n] = -a_scale * (n + 1) / d_state`` (the reference's S4D-Real ordering, shrunk into ``(0, a_scale]``)
@@ -65,9 +70,7 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
     ``dt_proj``, ``out_proj``, ``D`` and ``x_proj``'s delta rows are left as they are, and so are ``in_proj``, the
     other taps and ``x_proj``'s ``B`` rows unless ``shifted_keys`` rewrites them. Returns ``mixer``.
     """
-    from archlab.zoo.mixers.mamba.block import Mamba  # here: the block imports this module
-
-    if not isinstance(mixer, Mamba):
+    if not is_mamba(mixer):
         raise UserError(f"mimetic_init_: expected a Mamba mixer, got {type(mixer).__name__}")
     if not a_scale > 0:
         raise UserError(f"mimetic_init_: a_scale must be > 0, got {a_scale}")
@@ -94,7 +97,7 @@ def mimetic_init_(mixer: Mamba, a_scale: float = MIMETIC_A_SCALE, conv_shift: fl
     return mixer
 
 
-def _shift_keys_(mixer: Mamba) -> None:
+def _shift_keys_(mixer: nn.Module) -> None:
     """``mimetic_init_``'s ``shifted_keys`` start (under ``no_grad``): ``B_s = C_{s-1}`` at every position."""
     r, n, half = mixer.dt_rank, mixer.d_state, mixer.d_inner // 2
     current, previous = slice(0, half), slice(half, 2 * half)
@@ -120,13 +123,11 @@ def init_lm_weights_(module: nn.Module, n_layer: int, initializer_range: float =
     Zero linear biases (except ``dt_proj``'s), ``N(0, initializer_range)`` embeddings, and each residual branch's
     output projection shrunk by ``1/sqrt(#residual branches)``.
     """
-    from archlab.zoo.mixers.mamba.block import Mamba  # here: the block imports this module
-
     if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
         nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, std=initializer_range)
-    if rescale_prenorm_residual and isinstance(module, Mamba):
+    if rescale_prenorm_residual and is_mamba(module):
         nn.init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
         with torch.no_grad():
             module.out_proj.weight /= math.sqrt(n_residuals_per_layer * n_layer)

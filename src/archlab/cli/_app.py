@@ -1,0 +1,55 @@
+"""What every command module of the CLI shares: the typer app, the consoles, exit codes and error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from archlab.errors import UserError
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "main", "out",
+           "print_json", "user_errors"]
+
+#: Exit codes of the command.
+EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="archlab: declare, search, export and compare neural-network architectures.")
+#: Messages, progress and errors go to stderr; results (tables, JSON) to stdout, so they can be piped.
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print ``error: message`` as one line on stderr and exit with ``code`` (2: bad input, 1: internal)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a :class:`~archlab.errors.UserError` raised inside into :func:`fail` (exit code 2)."""
+    try:
+        yield
+    except UserError as e:
+        fail(str(e))
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (values JSON does not know, such as paths, as strings)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def main() -> None:
+    """The console script: run the app; Ctrl-C ends with a hint on how to resume, and exit code 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: completed trials are in the ledger; continue with --resume RUN_FOLDER")
+        sys.exit(EXIT_INTERRUPTED)
