@@ -112,7 +112,9 @@ def _ledger(db: Path) -> list[dict]:
     rows = []
     for t in study.trials:  # the ledger's one JSON record per trial, flattened
         record = dict(t.user_attrs["archlab"])
-        rows.append({"number": t.number, "state": t.state.name, **record.pop("metrics", {}), **record})
+        status = record.pop("state")
+        rows.append({**record.pop("metrics", {}), **record, "status": status, "number": t.number,
+                     "state": t.state.name})
     return rows
 
 

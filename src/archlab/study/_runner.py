@@ -138,7 +138,8 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
         factory = TrainingEvaluatorFactory(cfg.to_dict(), spec) if spec else None
         evaluator = TrainingEvaluator(space, dataset, cfg.trial_config(), cons, cfg.search_subset(), factory=factory)
     strat = strategy if isinstance(strategy, Strategy) else _make_strategy(
-        strategy or cfg.strategy, cfg, space, dataset, objs, cons, training)
+        strategy or cfg.strategy, cfg, space, dataset, objs, cons, training,
+        search_budget.trials if budget is not None and search_budget.trials else cfg.expected_trials())
 
     storage: Any
     if isinstance(ledger, Ledger):
@@ -195,7 +196,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
 
 
 def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | None, objectives: Sequence[Any],
-                   constraints: Sequence[Any], training: bool) -> Strategy:
+                   constraints: Sequence[Any], training: bool, expected_trials: int) -> Strategy:
     extra: dict[str, Any] = {}
     if (cfg.proxy_warmup and name == "rea" and training and data is not None
             and [o.name for o in objectives] == ["accuracy"]):
@@ -205,7 +206,7 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
         names = ("naswot", "snip", "-flops") if cfg.trial_seconds_effective() is not None else ("naswot", "snip")
         extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed)
     return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
-                           expected_trials=cfg.expected_trials(), **extra)
+                           expected_trials=expected_trials, **extra)
 
 
 class _BestSaver:
