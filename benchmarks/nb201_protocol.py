@@ -24,6 +24,7 @@ from archlab.study import Budget, Ledger, search
 
 PUBLISHED = {  # CIFAR-10 / CIFAR-100 / ImageNet16-120 test accuracy, mean and std over 500 runs
     "rea": ((93.92, 0.30), (71.84, None), (45.54, None)),
+    "reinforce": ((93.85, 0.37), (71.71, None), (45.24, None)),
     "random": ((93.70, 0.36), (71.04, None), (44.57, None)),
 }
 TESTS = ("test_accuracy", "test_cifar100_accuracy", "test_imagenet16_accuracy")
@@ -33,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--budget-seconds", type=float, default=12_000)
-    parser.add_argument("--strategies", nargs="+", default=["rea", "random"])
+    parser.add_argument("--strategies", nargs="+", default=["rea", "reinforce", "random"])
     parser.add_argument("--table", type=Path, default=None, help="nb201_robot.csv (default: $ARCHLAB_DATA)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/nb201_protocol.json"))
     args = parser.parse_args()

@@ -101,7 +101,7 @@ def test_a_build_function_that_raises_anything_fails_that_trial_and_the_search_g
     assert all(r.reason.startswith("Odd: this arch cannot be built") for r in failed)
 
 
-@pytest.mark.parametrize("name", ["random", "rea", "tpe", "nsga2"])
+@pytest.mark.parametrize("name", ["random", "rea", "reinforce", "tpe", "nsga2"])
 def test_a_strategy_told_live_and_one_rebuilt_from_the_ledger_hold_identical_state(name, tmp_path):
     table = synthetic_nb201_table(seed=1)
     space = table.space

@@ -77,7 +77,7 @@ def search(
     space: Annotated[str, typer.Option(help="predefined search space")] = "metaformer",
     mixers: Annotated[str | None, typer.Option(help="comma-separated token mixers to search among "
                                                     "(default: every registered mixer)")] = None,
-    strategy: Annotated[str, typer.Option(help="random, rea, tpe, nsga2")] = "rea",
+    strategy: Annotated[str, typer.Option(help="random, rea, reinforce, tpe, nsga2")] = "rea",
     objectives: Annotated[str, typer.Option(help="comma-separated: accuracy, params, flops, latency_ms")]
     = "accuracy",
     budget: Annotated[str | None, typer.Option(help="wall-clock budget: 180s, 30m, 1h")] = None,

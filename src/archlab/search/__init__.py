@@ -34,6 +34,7 @@ from archlab.search.evolution import RegularizedEvolution
 from archlab.search.median_stopping import MedianStopping
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
+from archlab.search.reinforce import Reinforce
 from archlab.space import Space
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Objective",
     "OptunaStrategy",
     "RandomSearch",
+    "Reinforce",
     "RegularizedEvolution",
     "SearchExhausted",
     "Strategy",
@@ -79,7 +81,7 @@ def register_strategy(name: str, factory: Callable[..., Strategy] | None = None)
     return deco(factory) if factory is not None else deco
 
 
-for _cls in (RandomSearch, RegularizedEvolution, TPE, NSGAII):
+for _cls in (RandomSearch, RegularizedEvolution, Reinforce, TPE, NSGAII):
     register_strategy(_cls.name, _cls)
 
 
