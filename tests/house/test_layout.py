@@ -27,10 +27,11 @@ def import_graph(top_level_only: bool = False) -> dict[str, set[str]]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         is_package = path.name == "__init__.py"
-        nodes = tree.body if top_level_only else list(ast.walk(tree))
         if top_level_only:  # imports under `if TYPE_CHECKING:` and try/except at module level count too
-            nodes = [n for stmt in tree.body for n in ast.walk(stmt)
-                     if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            nodes = [n for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                      ast.ClassDef)) for n in ast.walk(stmt)]
+        else:
+            nodes = list(ast.walk(tree))
         targets: set[str] = set()
         for node in nodes:
             if isinstance(node, ast.Import):

@@ -6,24 +6,9 @@ import json
 from html.parser import HTMLParser
 
 import numpy as np
+from _pareto_oracle import brute_force_front  # noqa: F401 (re-exported for the report tests)
 
 from archlab.report import pareto_mask
-
-# ---------------------------------------------------------------------------------------------------------
-# Pareto front by brute force
-
-
-def brute_force_front(points, directions):
-    sign = [-1 if direction == "maximize" else 1 for direction in directions]
-    costs = [[value * s for value, s in zip(point, sign, strict=True)] for point in points]
-
-    def dominates(a, b):
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-            x < y for x, y in zip(a, b, strict=True)
-        )
-
-    return [not any(dominates(other, point) for other in costs) for point in costs]
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Fixtures and parsing helpers

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _pareto_oracle import brute_force_front
 
 from archlab.errors import UserError
 from archlab.search import pareto_mask
 
 # ---------------------------------------------------------------------------------------------------------
 # pareto_mask
-
-
-def brute_force_front(points, directions):
-    sign = [-1 if direction == "maximize" else 1 for direction in directions]
-    costs = [[value * s for value, s in zip(point, sign, strict=True)] for point in points]
-
-    def dominates(a, b):
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-            x < y for x, y in zip(a, b, strict=True)
-        )
-
-    return [not any(dominates(other, point) for other in costs) for point in costs]
 
 
 def test_pareto_mask_hand_cases():

@@ -18,48 +18,32 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState, create_trial
 
 from archlab.search._base import SearchExhausted, Strategy, TrialRecord
 from archlab.search._objectives import Constraint, Objective
 from archlab.space import Arch, Space
 
-__all__ = ["NSGAII", "TPE", "OptunaStrategy", "params_and_distributions"]
+__all__ = ["NSGAII", "TPE", "OptunaStrategy", "param_distributions", "params_and_distributions"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 _CONSTRAINTS = "constraints"
 
 
-class _Recorder:
-    """A stand-in for an Optuna trial that answers ``suggest_*`` with fixed params and records each call's
-    distribution (what ``Space.suggest`` asks for an arch is exactly its Optuna search space)."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-        self.distributions: dict[str, BaseDistribution] = {}
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.distributions[name] = CategoricalDistribution(list(choices))
-        return self.params[name]
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        self.distributions[name] = IntDistribution(low, high, step=step, log=log)
-        return self.params[name]
-
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float:
-        self.distributions[name] = FloatDistribution(low, high, step=step, log=log)
-        return self.params[name]
+def param_distributions(space: Space) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every param of ``space`` (from :meth:`Space.decisions`, what ``suggest`` asks)."""
+    return {d.path: d.distribution() for d in space.decisions()}
 
 
-def params_and_distributions(space: Space, arch: Arch) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
-    """The Optuna params of ``arch`` and the distributions they were drawn from."""
+def params_and_distributions(space: Space, arch: Arch, distributions: dict[str, BaseDistribution] | None = None
+                             ) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """The Optuna params of ``arch`` and the distributions they were drawn from (``distributions``: the space's
+    :func:`param_distributions`, when the caller keeps them)."""
     params = space.to_params(arch)
-    recorder = _Recorder(params)
-    space.suggest(recorder)
-    return params, recorder.distributions
+    table = param_distributions(space) if distributions is None else distributions
+    return params, {name: table[name] for name in params}
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
@@ -80,6 +64,7 @@ class OptunaStrategy(Strategy):
         self.duplicates = 0
         self._told: list[optuna.trial.FrozenTrial] = []
         self._memos: dict[Arch, dict[str, Any]] = {}
+        self._distributions = param_distributions(space)
 
     @classmethod
     def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
@@ -131,7 +116,7 @@ class OptunaStrategy(Strategy):
         return self._memos.pop(arch, None) or None
 
     def observe(self, record: TrialRecord) -> None:
-        params, distributions = params_and_distributions(self.space, record.arch)
+        params, distributions = params_and_distributions(self.space, record.arch, self._distributions)
         system_attrs = dict(record.memo or {})
         if record.state == "failed":
             frozen = create_trial(state=TrialState.FAIL, params=params, distributions=distributions,

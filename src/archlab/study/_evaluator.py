@@ -87,9 +87,11 @@ def _identity(evaluator: Evaluator) -> Evaluator:
 
 
 def evaluator_factory(evaluator: Evaluator) -> Callable[[], Evaluator]:
-    """A picklable zero-argument callable that gives ``evaluator`` (or its rebuild) in another process."""
+    """A picklable zero-argument callable that gives ``evaluator`` in another process: its own ``factory()`` when
+    it has one that returns a factory, else the evaluator itself, pickled."""
     make = getattr(evaluator, "factory", None)
-    return make() if callable(make) else functools.partial(_identity, evaluator)
+    built = make() if callable(make) else None
+    return built if built is not None else functools.partial(_identity, evaluator)
 
 
 class TrainingEvaluator:
@@ -112,7 +114,8 @@ class TrainingEvaluator:
         self._factory = factory
 
     def factory(self) -> Callable[[], TrainingEvaluator] | None:
-        return self._factory or functools.partial(_identity, self)
+        """The factory given (a run's configuration rebuilds the evaluator in a worker), or None."""
+        return self._factory
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         shape, dtype = self.data.input_shape, self.data.input_dtype

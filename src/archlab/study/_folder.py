@@ -65,9 +65,8 @@ def versions() -> dict[str, str]:
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Trials by outcome: completed, failed, infeasible, interrupted (and duplicates, which a run no longer
-    records: 0)."""
-    c = {"completed": 0, "failed": 0, "infeasible": 0, "duplicates": 0, "interrupted": 0, "running": 0}
+    """Trials by outcome: completed, failed, infeasible, interrupted, running."""
+    c = {"completed": 0, "failed": 0, "infeasible": 0, "interrupted": 0, "running": 0}
     for t in rows:
         if t.get("reason") == INTERRUPTED:
             c["interrupted"] += 1

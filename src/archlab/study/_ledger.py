@@ -30,7 +30,7 @@ from optuna.trial import TrialState, create_trial
 
 from archlab.errors import StorageError
 from archlab.search import Objective, TrialRecord, resolve_objectives
-from archlab.search.optuna_samplers import params_and_distributions
+from archlab.search.optuna_samplers import param_distributions, params_and_distributions
 from archlab.space import Arch, Space
 from archlab.study._evaluator import EvalResult
 
@@ -175,7 +175,8 @@ class Ledger:
         # the ledger is the study's only writer, so the next trial's number is the count so far (asking the storage
         # for it costs an extra query per trial on an RDB)
         self._next_number = len(self.study.get_trials(deepcopy=False))
-        self._distributions: dict[Arch, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._params_of: dict[Arch, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._space_distributions: dict[str, Any] | None = None
 
     @classmethod
     def memory(cls, objectives: Sequence[Any] = ("accuracy",), space: Space | None = None) -> Ledger:
@@ -200,9 +201,11 @@ class Ledger:
     def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.space is None:
             return {}, {}
-        got = self._distributions.get(arch)
+        got = self._params_of.get(arch)
         if got is None:
-            got = self._distributions[arch] = params_and_distributions(self.space, arch)
+            if self._space_distributions is None:
+                self._space_distributions = param_distributions(self.space)
+            got = self._params_of[arch] = params_and_distributions(self.space, arch, self._space_distributions)
         return got
 
     def start(self, arch: Arch, *, mark_running: bool = True) -> PendingTrial:

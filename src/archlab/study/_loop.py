@@ -92,13 +92,10 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
     strategy.rebuild(records)
     spent = [r.metrics.get("cost_s") for r in records]
     elapsed_before = 0.0
-    if median_stopping is not None:
-        for row in ledger.trials() if resume else []:
-            elapsed_before = max(elapsed_before, float(row.get("search_elapsed_s") or 0.0))
-            if row["state"] == "COMPLETE" and row.get("status") == "complete":
-                median_stopping.add(row.get("curve") or [], row.get("stopped"))
-    elif resume:
-        elapsed_before = max((float(r.get("search_elapsed_s") or 0.0) for r in ledger.trials()), default=0.0)
+    for row in ledger.trials() if resume else []:  # the wall clock and the median rule as the last session left them
+        elapsed_before = max(elapsed_before, float(row.get("search_elapsed_s") or 0.0))
+        if median_stopping is not None and row["state"] == "COMPLETE" and row.get("status") == "complete":
+            median_stopping.add(row.get("curve") or [], row.get("stopped"))
     clock = budget.clock(elapsed=elapsed_before, cost=sum(float(c) for c in spent if c is not None),
                          trials=len(records))
     size = space.size()

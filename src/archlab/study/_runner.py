@@ -102,8 +102,8 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                 saved = replace(saved, budget_s=cfg.budget_s, n_trials=cfg.n_trials)
             cfg = saved
     cfg = cfg or SearchConfig()
-    own_evaluator = evaluator is not None
-    if out is None and not own_evaluator:
+    training = evaluator is None  # archlab's training evaluator (else the caller's own: no final training)
+    if out is None and training:
         out = Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
     out = Path(out) if out is not None else None
     if not resume and out is not None and out.exists() and any(out.iterdir()):
@@ -111,7 +111,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
 
     # resolve everything that can be validated before a folder is written
     dataset: Dataset | None = None
-    if not own_evaluator or not isinstance(space, Space):
+    if training or not isinstance(space, Space):
         dataset = data if isinstance(data, Dataset) else load_dataset(data or cfg.data, seed=cfg.seed)
         cfg = cfg.resolve(len(dataset.y_train))
     if run_info is not None and not isinstance(space, Space):
@@ -127,11 +127,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     objs = resolve_objectives(objectives if objectives is not None else
                               (run_objectives(run_info) if run_info is not None else cfg.objectives))
     cons = resolve_constraints(constraints) if constraints is not None else cfg.constraint_list
-    if budget is None:
-        search_budget = cfg.budget()
-    else:
-        search_budget = Budget.parse(budget) if not isinstance(budget, Budget) else budget
-    training = not own_evaluator
+    search_budget = cfg.budget() if budget is None else Budget.parse(budget)
     if training:
         assert dataset is not None
         spec = getattr(space, "spec", None)  # a predefined space: workers rebuild it from its arguments
@@ -141,14 +137,11 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
         strategy or cfg.strategy, cfg, space, dataset, objs, cons, training,
         search_budget.trials if budget is not None and search_budget.trials else cfg.expected_trials())
 
-    storage: Any
-    if isinstance(ledger, Ledger):
-        led, storage = ledger, ledger.url
-    else:
+    led = ledger if isinstance(ledger, Ledger) else None
+    if led is None:
         storage = run_info["storage"] if run_info is not None else (
             ledger if ledger is not None else cfg.storage if cfg.storage else
             f"sqlite:///{(out / 'ledger.db').resolve()}" if out is not None else None)
-        led = None
     created = False
     if out is not None and not resume:
         created = not out.exists()
@@ -164,7 +157,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
             led.pin_space(pin)
             if out is not None:
                 write_json(out / RUN_FILE, {
-                    "config": cfg.to_dict(), "storage": storage if isinstance(storage, str) else led.url,
+                    "config": cfg.to_dict(), "storage": led.url,
                     "objectives": [o.to_dict() for o in objs], "constraints": [c.to_dict() for c in cons],
                     "budget": search_budget.to_dict(), "space": pin, "evaluator": type(evaluator).__name__,
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -174,7 +167,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
             shutil.rmtree(out, ignore_errors=True)
         raise
 
-    saver = _BestSaver(out, objs, training)
+    saver = _BestSaver(out, objs)
     stopper = MedianStopping() if training and cfg.median_stopping else None
     result = search(space, evaluator, strat, led, search_budget, constraints=cons, workers=cfg.workers,
                     median_stopping=stopper, progress=progress, on_result=saver, resume=resume)
@@ -212,8 +205,8 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
 class _BestSaver:
     """Keeps the best trial's weights on disk for the final training (``checkpoints/search_best.*``)."""
 
-    def __init__(self, out: Path | None, objectives: Sequence[Any], training: bool) -> None:
-        self.out, self.objectives, self.training = out, objectives, training
+    def __init__(self, out: Path | None, objectives: Sequence[Any]) -> None:
+        self.out, self.objectives = out, objectives
         self.best: TrialRecord | None = None
 
     def __call__(self, record: TrialRecord, result: EvalResult, weights: bytes | None) -> None:
