@@ -18,7 +18,7 @@ ROW_1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_co
 
 @pytest.fixture(scope="module")
 def table(shared_data):
-    return load_nb201_table(shared_data / NB201_FILE)
+    return load_nb201_table(shared_data / NB201_FILE, hardware=False)  # the CSV's columns only
 
 
 def test_the_table_holds_every_cell_with_its_csv_values(table, shared_data):
@@ -36,6 +36,8 @@ def test_strategies_see_the_reward_and_the_cost_never_the_test_accuracies(table)
                     Ledger.memory(space=table.space), Budget(trials=30))
     for record in result.records:
         assert set(record.metrics) == {"val_accuracy", "cost_s"}
+    for key in ("arch_str",):  # the ledger keeps the cell's NB201 string, which the report shows
+        assert [t[key] for t in result.ledger.trials()] == [table.space.to_string(r.arch) for r in result.records]
     assert result.cost_s == pytest.approx(sum(r.metrics["cost_s"] for r in result.records))
 
 
@@ -77,3 +79,17 @@ def test_a_bad_table_is_a_one_line_data_error(shared_data, tmp_path):
     not_number = lines[1].rsplit(",", 1)[0] + ",n/a\n"
     with pytest.raises(DataError, match="imagenet16_test_acc_200ep is not a number"):
         load_nb201_table(_write(tmp_path / "nan.csv", [lines[0], not_number, *lines[2:]]))
+
+
+def test_the_report_shows_the_cells_nb201_string(table):
+    from archlab.report import render_report
+    from archlab.study._folder import trial_summary
+
+    result = search(table.space, TableEvaluator(table), create_strategy("random", table.space, seed=1),
+                    Ledger.memory(space=table.space), Budget(trials=5))
+    trials = result.ledger.trials()
+    best = trial_summary(next(t for t in trials if t["number"] == result.best.number))
+    page = render_report({"best": best, "objectives": ["accuracy"]}, trials)
+    for record in result.records:
+        assert table.space.to_string(record.arch) in page
+    assert best["arch_str"] == table.space.to_string(result.best.arch)

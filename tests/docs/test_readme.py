@@ -1,4 +1,5 @@
-"""The README's Python example runs as written, and searches the space it declares."""
+"""The README's Python examples run as written: the main one searches the space it declares, the tabular one
+keeps its latency bound."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _python_api_example() -> str:
+def _python_api_example(heading: str = "## Python API") -> str:
     text = README.read_text()
-    section = text[text.index("## Python API"):]
+    section = text[text.index(heading):]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README's Python API section has no python block"
+    assert match, f"the README's section {heading!r} has no python block"
     return match.group(1)
 
 
@@ -30,3 +31,12 @@ def test_the_readme_python_example_runs_and_searches_its_own_space(tmp_path, mon
     assert (tmp_path / "runs/mine/report.html").is_file()
     result = namespace["result"]
     assert result["search"]["cost_s"] >= 20_000 and result["best"]["val_accuracy"] > 0.8
+
+
+def test_the_readme_tabular_example_runs_and_keeps_its_latency_bound(shared_data, capsys):
+    namespace: dict = {}
+    exec(compile(_python_api_example("## Tabular benchmarks"), str(README), "exec"), namespace)
+    result = namespace["result"]
+    assert len(result.rows) == 100 and all(row["latency_ms"] <= 3.0 for row in result.rows)
+    assert result.summary()["mean"] > 90
+    assert capsys.readouterr().out.split()[0] == str(result.summary()["mean"])

@@ -53,9 +53,11 @@ def test_pareto_mask_matches_brute_force_on_random_points():
 
 def test_pareto_mask_large_input_uses_blocks_and_agrees_with_brute_force():
     rng = np.random.default_rng(1)
-    points = rng.integers(0, 20, size=(400, 2)).tolist()
-    directions = ["maximize", "minimize"]
+    points = rng.integers(0, 20, size=(400, 3)).tolist()  # three objectives: the blocked comparison
+    directions = ["maximize", "minimize", "minimize"]
     assert pareto_mask(points, directions) == brute_force_front(points, directions)
+    flat = [p[:2] for p in points]  # two: the sweep
+    assert pareto_mask(flat, directions[:2]) == brute_force_front(flat, directions[:2])
 
 
 @pytest.mark.parametrize(
@@ -71,3 +73,33 @@ def test_pareto_mask_large_input_uses_blocks_and_agrees_with_brute_force():
 def test_pareto_mask_rejects_bad_input(points, directions, message):
     with pytest.raises(UserError, match=message):
         pareto_mask(points, directions)
+
+
+def test_the_two_objective_sweep_equals_brute_force_with_ties_and_infinities():
+    """Two objectives take an O(n log n) sweep; small integer grids make ties on either value common."""
+    rng = np.random.default_rng(1)
+    for t in range(600):
+        points = rng.integers(0, 5, (int(rng.integers(1, 40)), 2)).astype(float)
+        if t % 3 == 0:
+            points[rng.integers(0, len(points))] = np.inf
+        if t % 5 == 0:
+            points[rng.integers(0, len(points)), rng.integers(0, 2)] = -np.inf
+        directions = [("maximize", "minimize")[int(k)] for k in rng.integers(0, 2, 2)]
+        assert pareto_mask(points.tolist(), directions) == brute_force_front(points.tolist(), directions)
+
+
+def test_hypervolume_two_objectives_equals_optunas_and_known_values():
+    from optuna._hypervolume import compute_hypervolume
+
+    from archlab.search import hypervolume
+
+    # a staircase: (acc 0.9, 3 ms) and (acc 0.8, 1 ms) against (0, 5): 0.8*4 + 0.1*2
+    assert hypervolume([[0.9, 3.0], [0.8, 1.0], [0.5, 4.0]], ["maximize", "minimize"], [0.0, 5.0]) \
+        == pytest.approx(3.4)
+    assert hypervolume([[1.0, 9.0]], ["maximize", "minimize"], [0.0, 5.0]) == 0.0  # beyond the reference
+    assert hypervolume([[0.5, 0.5, 0.5]], ["minimize"] * 3, [1.1] * 3) == pytest.approx(0.6 ** 3)  # Optuna's WFG
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        points = rng.random((int(rng.integers(1, 30)), 2))
+        mine = hypervolume(points.tolist(), ["minimize"] * 2, [1.1] * 2)
+        assert mine == pytest.approx(compute_hypervolume(points, np.full(2, 1.1)))

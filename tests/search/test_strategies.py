@@ -54,11 +54,11 @@ def run_with_ledger(strategy, ledger: Ledger, space: Space, n: int) -> list[Arch
 
 
 def make(name: str, space: Space, objectives: list[str]):
-    kw = {"population_size": 6} if name == "rea" else {}
+    kw = {"population_size": 6} if name == "rea" else {"init": 4, "explore": 10} if name == "surrogate_ls" else {}
     return create_strategy(name, space, seed=7, objectives=objectives, **kw)
 
 
-@pytest.mark.parametrize("name", ["random", "rea", "tpe", "nsga2"])
+@pytest.mark.parametrize("name", ["random", "rea", "tpe", "nsga2", "reinforce", "local_search", "surrogate_ls"])
 def test_a_strategy_rebuilt_from_the_ledger_continues_exactly(name, tmp_path):
     """Interrupt after 14 trials, rebuild a fresh strategy from the ledger: the next proposals are the ones an
     uninterrupted run makes."""
@@ -78,7 +78,7 @@ def test_a_strategy_rebuilt_from_the_ledger_continues_exactly(name, tmp_path):
     assert len(set(uninterrupted)) == len(uninterrupted)
 
 
-@pytest.mark.parametrize("name", ["random", "rea", "tpe"])
+@pytest.mark.parametrize("name", ["random", "rea", "tpe", "local_search", "surrogate_ls"])
 def test_no_arch_is_proposed_twice_until_the_space_is_exhausted(name, tmp_path):
     space = Space(a=choice([1, 2, 3]), b=choice(["x", "y"]), c=integer(0, 1))  # 12 archs
     ledger = Ledger(f"sqlite:///{tmp_path}/l.db", ["accuracy"], space=space)
@@ -232,3 +232,19 @@ def test_reinforce_needs_categorical_decisions():
     s = create_strategy("reinforce", Space(depth=integer(1, 3), layers=repeat(choice(["a", "b"]), count=integer(1, 2))))
     arch = s.ask()
     assert arch in s.space and s.log_prob(arch).item() < 0
+
+
+@pytest.mark.parametrize("name", ["random", "rea", "reinforce"])
+def test_without_deduplication_a_rebuilt_strategy_still_continues_exactly(name):
+    """The published protocols turn de-duplication off; what is pending must still empty as records are told, or
+    a strategy rebuilt on resume would draw from another step seed than the live one."""
+    space = landscape_space()
+    kw = {"population_size": 6} if name == "rea" else {}
+    live = create_strategy(name, space, seed=3, dedupe=False, **kw)
+    for i in range(12):
+        arch = live.ask()
+        live.tell(TrialRecord(i, arch, "complete", fake_metrics(arch)))
+    assert not live.pending
+    clone = create_strategy(name, space, seed=3, dedupe=False, **kw)
+    clone.rebuild(live.history)
+    assert [clone.ask() for _ in range(1)] == [live.ask()]

@@ -8,8 +8,10 @@ and the seconds that training cost (``cost_s``, charged to a cost-clock budget),
 accuracies on CIFAR-10, CIFAR-100 and ImageNet16-120, which are kept from strategies (``test_*``). Accuracies are
 fractions (the CSV's percentages / 100), as archlab's ``val_accuracy`` is everywhere.
 
-Not done yet: the device latency and energy of ``hwnasbench360.parquet``, the published protocols with their
-reference numbers, and the ``archlab bench`` command.
+With ``hwnasbench360.parquet`` beside the CSV (or given as ``hardware=``), each cell also carries its measured
+latency and energy on a Raspberry Pi 5 and a Pixel phone (:mod:`archlab.bench._hwnas`): columns
+``latency_ms_<device>_<framework>`` and ``energy_mj_<device>_<framework>``, and ``latency_ms`` / ``energy_mj`` for
+the chosen ``device`` and ``framework`` (default: pi5, ONNX Runtime), to be objectives or constraints.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archlab.bench._hwnas import HWNAS_FILE, HWNAS_TARGETS, hardware_column, load_hwnas_measurements
 from archlab.bench._table import Table
 from archlab.data.builtin import env_data_dir
 from archlab.errors import DataError, SpaceError
@@ -56,12 +59,21 @@ def _find(path: str | os.PathLike | None) -> Path:
     return folder / NB201_FILE
 
 
-def load_nb201_table(path: str | os.PathLike | None = None, *, num_classes: int = 10) -> Table:
+def load_nb201_table(path: str | os.PathLike | None = None, *, num_classes: int = 10,
+                     hardware: str | os.PathLike | bool | None = None, device: str = "pi5",
+                     framework: str = "onnx") -> Table:
     """The NAS-Bench-201 table from ``path`` (a file or a folder; default ``$ARCHLAB_DATA/nb201_robot.csv``).
 
     Checked on load: the columns are there, there are 15,625 rows, and every row's ``arch_str`` is a cell of the
     ``nb201`` space whose benchmark index is the row's ``index``. Any failure is a one-line :class:`DataError`.
+
+    ``hardware``: the HW-NAS-Bench-360 file of device measurements; ``None`` takes ``hwnasbench360.parquet`` beside
+    the CSV when it is there, ``False`` none, ``True`` requires the one beside the CSV. ``device`` and ``framework``
+    pick the measurements that ``latency_ms`` and ``energy_mj`` stand for.
     """
+    if (device, framework) not in HWNAS_TARGETS:
+        raise DataError(f"no HW-NAS-Bench-360 measurements for device {device!r} with framework {framework!r}; "
+                        "choose from " + ", ".join(f"{d}/{f}" for d, f in HWNAS_TARGETS))
     file = _find(path)
     try:
         with open(file, newline="") as f:
@@ -95,5 +107,13 @@ def load_nb201_table(path: str | os.PathLike | None = None, *, num_classes: int 
         filled[index] = True
     if not filled.all():  # unreachable with distinct, checked indices; kept as the invariant the table needs
         raise DataError(f"NAS-Bench-201 table {file}: {int((~filled).sum())} cells have no row")
+    if hardware is not False:
+        beside = file.parent / HWNAS_FILE
+        given = beside if hardware in (None, True) else Path(hardware)
+        if hardware is not None or given.is_file():
+            columns.update(load_hwnas_measurements(given, NB201_ROWS))
+            columns["latency_ms"] = columns[hardware_column("latency", device, framework)]
+            if HWNAS_TARGETS[(device, framework)]:
+                columns["energy_mj"] = columns[hardware_column("energy", device, framework)]
     return Table(space, space.index, columns,
                  hidden=("test_accuracy", "test_cifar100_accuracy", "test_imagenet16_accuracy"))

@@ -21,6 +21,7 @@ from archlab.search._pareto import pareto_mask
 
 __all__ = [
     "arch_json",
+    "arch_text",
     "checked",
     "front_numbers",
     "is_plottable",
@@ -81,6 +82,13 @@ def arch_json(arch: Any, indent: int | None = None) -> str:
         return json.dumps(arch, indent=indent, separators=separators, ensure_ascii=False, default=str)
     except (TypeError, ValueError):  # a circular structure: fall back to its repr
         return repr(arch)
+
+
+def arch_text(trial: Mapping[str, Any], indent: int | None = None) -> str:
+    """How a trial's arch reads: its space's own string when the ledger kept one (``arch_str``: a NAS-Bench-201
+    cell as ``|nor_conv_3x3~0|+|...|``), else its JSON."""
+    text = trial.get("arch_str")
+    return text if isinstance(text, str) and text else arch_json(trial.get("arch"), indent=indent)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from archlab.report._trials import arch_json, mapping, shorten
+from archlab.report._trials import arch_text, mapping, shorten
 from archlab.report.format import finite, format_count, format_flops, format_ms
 from archlab.search._objectives import OBJECTIVES
 
@@ -67,7 +67,7 @@ def figure_divs(figures: Mapping[str, go.Figure | None]) -> dict[str, str]:
 
 
 def _hover_arch(trial: Mapping[str, Any]) -> str:
-    return html.escape(shorten(arch_json(trial.get("arch")), ARCH_HOVER_CHARS), quote=True)
+    return html.escape(shorten(arch_text(trial), ARCH_HOVER_CHARS), quote=True)
 
 
 def _layout(**extra: Any) -> dict[str, Any]:

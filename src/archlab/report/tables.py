@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from archlab.report._trials import arch_json, mapping, objective_names, shorten, state
+from archlab.report._trials import arch_text, mapping, objective_names, shorten, state
 from archlab.report.format import (
     MISSING,
     finite,
@@ -111,7 +111,7 @@ def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -
         "heading": "Best architecture" + (f" (trial {number})" if number is not None else ""),
         "facts": [(name, value) for name, value in facts if not value.startswith(MISSING)],
         "retrain": [(name, value) for name, value in retrain if value != MISSING],
-        "arch": arch_json(arch, indent=2) if arch is not None else None,
+        "arch": arch_text(best, indent=2) if arch is not None else None,
     }
 
 
@@ -126,7 +126,7 @@ def trial_rows(trials: list[Mapping[str, Any]], front: set[int]) -> list[dict[st
         number = trial["number"]
         on_front = number in front
         trial_state = state(trial)
-        arch = arch_json(trial.get("arch"))
+        arch = arch_text(trial)
         reason = trial.get("reason")
 
         cells = [

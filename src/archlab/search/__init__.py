@@ -29,17 +29,20 @@ from archlab.search._objectives import (
     resolve_constraints,
     resolve_objectives,
 )
-from archlab.search._pareto import pareto_mask
+from archlab.search._pareto import hypervolume, pareto_mask
 from archlab.search.evolution import RegularizedEvolution
+from archlab.search.local_search import LocalSearch
 from archlab.search.median_stopping import MedianStopping
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
 from archlab.search.reinforce import Reinforce
+from archlab.search.surrogate_ls import SurrogateLocalSearch
 from archlab.space import Space
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "DIRECTIONS",
+    "LocalSearch",
     "NSGAII",
     "OBJECTIVES",
     "TPE",
@@ -52,10 +55,12 @@ __all__ = [
     "RegularizedEvolution",
     "SearchExhausted",
     "Strategy",
+    "SurrogateLocalSearch",
     "TrialRecord",
     "check_objectives",
     "create_strategy",
     "dominates",
+    "hypervolume",
     "list_strategies",
     "objective_values",
     "pareto_front",
@@ -81,7 +86,7 @@ def register_strategy(name: str, factory: Callable[..., Strategy] | None = None)
     return deco(factory) if factory is not None else deco
 
 
-for _cls in (RandomSearch, RegularizedEvolution, Reinforce, TPE, NSGAII):
+for _cls in (RandomSearch, RegularizedEvolution, Reinforce, LocalSearch, SurrogateLocalSearch, TPE, NSGAII):
     register_strategy(_cls.name, _cls)
 
 

@@ -155,8 +155,8 @@ class Strategy(abc.ABC):
 
     def tell(self, record: TrialRecord) -> None:
         self.history.append(record)
-        if self.dedupe:  # what de-duplication needs (hashing an arch is the costliest step of a cheap loop)
-            self.pending.discard(record.arch)
+        self.pending.discard(record.arch)  # also without de-duplication: the step seed counts what is pending
+        if self.dedupe:
             self.seen.add(record.arch)
         self.observe(record)
 

@@ -41,13 +41,9 @@ class Reinforce(Strategy):
         self.learning_rate, self.ema_momentum = learning_rate, ema_momentum
         self.decisions = []
         for d in space.decisions():
-            if d.kind == "choice":
-                values = tuple(d.options)
-            elif d.kind == "integer":
-                values = tuple(range(int(d.low), int(d.high) + 1, int(d.step or 1)))
-            else:
+            if d.kind == "real":
                 raise UserError(f"reinforce: decision {d.path!r} is a real range; the policy is categorical")
-            self.decisions.append((d.path, values, d.conditions))
+            self.decisions.append((d.path, d.values(), d.conditions))
         self._reset_policy()
 
     def _reset_policy(self) -> None:

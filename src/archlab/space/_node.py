@@ -62,6 +62,15 @@ class Decision:
     conditions: tuple[Condition, ...] = ()
     node: Node | None = field(default=None, compare=False, repr=False)
 
+    def values(self) -> tuple[Any, ...]:
+        """Every value the decision can take (a choice's options, an integer range's steps); a real range has no
+        finite list and raises :class:`SpaceError`."""
+        if self.kind == "choice":
+            return tuple(self.options)
+        if self.kind == "integer":
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise SpaceError(f"decision {self.path!r} is a real range: its values cannot be listed")
+
     def distribution(self) -> Any:
         """The matching ``optuna.distributions`` object (what a study records for ``path``)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution

@@ -107,6 +107,25 @@ class Space:
             raise SpaceError(f"space {self.name!r} has a single architecture: nothing to mutate")
         return Arch._trusted(root.mutate(tree, rng.randrange(n), rng), self)
 
+    def neighbors(self, arch: Arch) -> list[Arch]:
+        """Every arch one decision away from ``arch`` (each other value of each decision it makes, in
+        :meth:`decisions` order), the neighbourhood of local search. A change that would need decisions the arch
+        does not make (a longer repeat, another branch) is left out; :meth:`mutate` draws those. Real ranges have
+        no finite neighbourhood and are skipped."""
+        params = self.to_params(self._own(arch))
+        out: list[Arch] = []
+        for d in self.decisions():
+            if d.path not in params or d.kind == "real":
+                continue
+            for value in d.values():
+                if value == params[d.path]:
+                    continue
+                try:
+                    out.append(self.from_params({**params, d.path: value}))
+                except SpaceError:
+                    continue
+        return out
+
     def crossover(self, a: Arch, b: Arch, seed: Seed = None) -> Arch:
         """Uniform crossover: each decision from either parent (recursively where both have it)."""
         ta, tb = self._own(a)._tree, self._own(b)._tree

@@ -82,7 +82,10 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
 def trial_summary(row: dict[str, Any], objectives: Sequence[Objective] = ()) -> dict[str, Any]:
     keys = ["val_accuracy", "test_accuracy", "params", "flops", "latency_ms", "cost_s", "epochs"]
     keys += [o.metric for o in objectives if o.metric not in keys]
-    return {"number": row["number"], "arch": row.get("arch"), **{k: row.get(k) for k in keys}}
+    out = {"number": row["number"], "arch": row.get("arch"), **{k: row.get(k) for k in keys}}
+    if row.get("arch_str"):  # the space's own notation (a NAS-Bench-201 cell string), kept by the ledger
+        out["arch_str"] = row["arch_str"]
+    return out
 
 
 def rewrite_report(run_dir: str | os.PathLike) -> Path:

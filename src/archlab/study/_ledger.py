@@ -7,12 +7,14 @@ state, every metric, the learning curve, the reason of a failure and what the pr
 :class:`~archlab.search.TrialRecord` a strategy is told — live and on resume — so a resumed strategy sees exactly
 what the live one saw.
 
-Storages: ``None`` (or ``"memory"``) for Optuna's in-memory storage (benchmark loops; :meth:`Ledger.save_to`
-writes it out at the end), any SQLAlchemy URL, ``journal:///path.log``, or a storage object. SQLite files run in
-WAL mode with ``synchronous=NORMAL``: a commit survives a crash or a kill of the process (not a power cut), at a
-fraction of the cost of a full sync. A trial of a slow evaluator is written when it starts (running) and when it
-ends, so a kill loses only running trials, which :meth:`Ledger.recover` marks as interrupted on resume; a trial
-of an instant evaluator (a table lookup) is written once, when it is done.
+Storages: ``None`` (or ``"memory"``) for a ledger in memory (benchmark loops; :meth:`Ledger.save_to` writes it
+out at the end), which keeps its trials as plain payloads and builds its Optuna study (in Optuna's in-memory
+storage) only when something asks for it: the study an Optuna-backed ledger would have built. Any SQLAlchemy URL,
+``journal:///path.log``, or a storage object. SQLite files run in WAL mode with ``synchronous=NORMAL``: a commit
+survives a crash or a kill of the process (not a power cut), at a fraction of the cost of a full sync. A trial of
+a slow evaluator is written when it starts (running) and when it ends, so a kill loses only running trials, which
+:meth:`Ledger.recover` marks as interrupted on resume; a trial of an instant evaluator (a table lookup) is written
+once, when it is done.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ CONFIG_ATTR = "archlab_run"
 SPACE_ATTR = "archlab_space"
 INTERRUPTED = "interrupted"
 _HIDDEN_PREFIX = "test_"  # metrics a strategy is never shown
+_MEMORY = ("memory", "inmemory", ":memory:")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -84,7 +88,7 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
     object, returned as it is."""
     if isinstance(storage, BaseStorage):
         return storage
-    if storage is None or storage in ("memory", "inmemory", ":memory:"):
+    if storage is None or storage in _MEMORY:
         return optuna.storages.InMemoryStorage()
     if not isinstance(storage, str):
         raise StorageError(f"a storage is a URL or an Optuna storage object, got {type(storage).__name__}")
@@ -117,9 +121,29 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
         raise StorageError(f"cannot open storage {url!r}: {msg}") from None
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})  # the types JSON gives back as they were
+
+
 def _plain(value: Any) -> Any:
     """JSON's view of a value (tuples become lists, numpy numbers Python numbers), so that a record read back from
-    any storage equals the one made live."""
+    any storage equals the one made live. Plain dicts, lists, tuples and scalars are copied here (a JSON round
+    trip costs more than the rest of an instant trial); anything else makes that round trip."""
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is list or kind is tuple:
+        return [_plain(v) for v in value]
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:  # JSON turns keys into text (and may merge two of them)
+                return _json_plain(value)
+            out[k] = _plain(v)
+        return out
+    return _json_plain(value)
+
+
+def _json_plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_default))
 
 
@@ -131,16 +155,37 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def to_record(number: int, payload: dict[str, Any]) -> TrialRecord:
-    """The :class:`TrialRecord` a strategy is told for a stored trial (test metrics left out)."""
+def _payload(arch: Arch, result: EvalResult, extra: dict[str, Any] | None,
+             memo: dict[str, Any] | None, space: Space | None = None) -> dict[str, Any]:
+    """The ``archlab`` attribute of a finished trial (before :meth:`Ledger._values` checks its objectives). A
+    space with a codec of its own (``to_string``: a NAS-Bench-201 cell string) also gives the arch's text."""
+    payload: dict[str, Any] = {"arch": arch.to_dict(), "state": result.state, "metrics": result.metrics}
+    to_string = getattr(space, "to_string", None)
+    if to_string is not None:
+        payload["arch_str"] = to_string(arch)
+    if result.reason:
+        payload["reason"] = result.reason
+    if result.curve:
+        payload["curve"] = result.curve
+    if memo:
+        payload["memo"] = memo
+    if extra:
+        payload.update(extra)
+    return _plain(payload)
+
+
+def to_record(number: int, payload: dict[str, Any], arch: Arch | None = None) -> TrialRecord:
+    """The :class:`TrialRecord` a strategy is told for a stored trial (test metrics left out). ``arch``: the live
+    arch whose JSON form ``payload["arch"]`` is (equal to the arch built from it, which is not built again)."""
     metrics = {k: v for k, v in payload.get("metrics", {}).items() if not k.startswith(_HIDDEN_PREFIX)}
-    return TrialRecord(number=number, arch=Arch(payload["arch"]), state=payload["state"], metrics=metrics,
-                       reason=payload.get("reason"), memo=payload.get("memo"))
+    return TrialRecord(number=number, arch=Arch(payload["arch"]) if arch is None else arch, state=payload["state"],
+                       metrics=metrics, reason=payload.get("reason"), memo=payload.get("memo"))
 
 
 @dataclass
 class PendingTrial:
-    """A trial marked running in the ledger (``trial_id`` is None when it will be written only when done)."""
+    """A trial of the ledger: ``number`` once it is marked running, ``trial_id`` once that is written to the
+    storage (a memory ledger keeps a running trial to itself; an instant trial is written only when done)."""
 
     arch: Arch
     trial_id: int | None = None
@@ -148,7 +193,17 @@ class PendingTrial:
 
 
 class Ledger:
-    """One search's study: trials in, :class:`TrialRecord`\\ s and report rows out."""
+    """One search's study: trials in, :class:`TrialRecord`\\ s and report rows out.
+
+    ``Ledger(None)`` / ``Ledger("memory")`` / :meth:`Ledger.memory` make a :class:`_MemoryLedger`."""
+
+    def __new__(cls, storage: str | BaseStorage | None = None, *args: Any, **kwargs: Any) -> Ledger:
+        if cls is Ledger and (storage is None or (isinstance(storage, str) and storage in _MEMORY)):
+            cls = _MemoryLedger
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # copy / pickle rebuild the class they copy
+        return (self.__dict__.get("storage"),)
 
     def __init__(self, storage: str | BaseStorage | None = None, objectives: Sequence[Any] = ("accuracy",), *,
                  create: bool = True, study_name: str = STUDY_NAME, space: Space | None = None) -> None:
@@ -226,16 +281,7 @@ class Ledger:
                memo: dict[str, Any] | None = None) -> TrialRecord:
         """Write the result of ``pending`` and return the record a strategy is told."""
         arch = pending.arch
-        payload: dict[str, Any] = {"arch": arch.to_dict(), "state": result.state, "metrics": result.metrics}
-        if result.reason:
-            payload["reason"] = result.reason
-        if result.curve:
-            payload["curve"] = result.curve
-        if memo:
-            payload["memo"] = memo
-        if extra:
-            payload.update(extra)
-        payload = _plain(payload)
+        payload = _payload(arch, result, extra, memo, self.space)
         state, values = self._values(payload)
         if pending.trial_id is None:
             params, distributions = self._params(arch)
@@ -247,7 +293,7 @@ class Ledger:
             self.storage.set_trial_user_attr(pending.trial_id, RECORD_ATTR, payload)
             self.storage.set_trial_state_values(pending.trial_id, state, values)
             number = pending.number
-        return to_record(number, payload)
+        return to_record(number, payload, arch)
 
     def add(self, arch: Arch, result: EvalResult, **kw: Any) -> TrialRecord:
         """Write a finished trial in one go."""
@@ -310,4 +356,121 @@ class Ledger:
         for key, value in self.study.user_attrs.items():
             target.study.set_user_attr(key, value)
         target.study.add_trials(self.study.get_trials(deepcopy=False))
+        return target
+
+
+class _MemoryLedger(Ledger):
+    """A ledger in memory: its trials are plain rows (arch, Optuna state name, payload, values, start and end times)
+    until something asks for :attr:`study` or :attr:`storage` (or :meth:`save_to` copies it); then it builds the
+    Optuna study the eager ledger would have built (same numbers, states, values, params, attributes and times)
+    and writes everything after to that study, as an eager in-memory ledger does. A trial started running is kept
+    only here (a killed process loses the memory anyway) but takes its number when it starts, as it would there."""
+
+    def __init__(self, storage: str | None = None, objectives: Sequence[Any] = ("accuracy",), *,
+                 create: bool = True, study_name: str = STUDY_NAME, space: Space | None = None) -> None:
+        self.url = storage if isinstance(storage, str) else "memory"
+        self.objectives = resolve_objectives(objectives)
+        self.space = space
+        if not create:
+            raise StorageError(f"storage {self.url!r} holds no archlab study {study_name!r}")
+        self._study_name = study_name
+        self._study: optuna.Study | None = None
+        self._rows: list[list[Any]] = []  # [arch, state name, payload, values, datetime_start, datetime_complete]
+        self._attrs: dict[str, Any] = {}
+        self._trial_ids: list[int] = []  # by number, once the study is built
+        self._next_number = 0
+        self._params_of = {}
+        self._space_distributions = None
+
+    @property
+    def study(self) -> optuna.Study:  # type: ignore[override]
+        if self._study is None:
+            storage = optuna.storages.InMemoryStorage()
+            study = optuna.create_study(storage=storage, study_name=self._study_name,
+                                        directions=[o.direction for o in self.objectives])
+            for key, value in self._attrs.items():
+                study.set_user_attr(key, value)
+            self._trial_ids = [storage.create_new_trial(study._study_id, template_trial=t) for t in self._frozen()]
+            self._study, self._study_id = study, study._study_id
+        return self._study
+
+    @property
+    def storage(self) -> BaseStorage:  # type: ignore[override]
+        return self.study._storage
+
+    def _frozen(self) -> list[optuna.trial.FrozenTrial]:
+        trials = []
+        for arch, state, payload, values, started, completed in self._rows:
+            params, distributions = self._params(arch)
+            t = create_trial(state=TrialState[state], values=values, params=params, distributions=distributions,
+                             user_attrs={RECORD_ATTR: payload})
+            t.datetime_start, t.datetime_complete = started, completed
+            trials.append(t)
+        return trials
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        if self._study is not None:
+            return super().save_config(config)
+        self._attrs[CONFIG_ATTR] = _plain(config)
+
+    def config(self) -> dict[str, Any] | None:
+        return super().config() if self._study is not None else _plain(self._attrs.get(CONFIG_ATTR))
+
+    def pin_space(self, spec: dict[str, Any]) -> None:
+        if self._study is not None:
+            return super().pin_space(spec)
+        self._attrs[SPACE_ATTR] = _plain(spec)
+
+    def pinned_space(self) -> dict[str, Any] | None:
+        return super().pinned_space() if self._study is not None else _plain(self._attrs.get(SPACE_ATTR))
+
+    def start(self, arch: Arch, *, mark_running: bool = True) -> PendingTrial:
+        if self._study is not None or not mark_running:
+            return super().start(arch, mark_running=mark_running)
+        self._rows.append([arch, "RUNNING", {"arch": arch.to_dict(), "state": "running"}, None, datetime.now(),
+                           None])
+        return PendingTrial(arch, None, self._take_number())
+
+    def finish(self, pending: PendingTrial, result: EvalResult, *, extra: dict[str, Any] | None = None,
+               memo: dict[str, Any] | None = None) -> TrialRecord:
+        if self._study is not None:
+            if pending.trial_id is None and pending.number is not None:  # started running before the study was built
+                pending = PendingTrial(pending.arch, self._trial_ids[pending.number], pending.number)
+            return super().finish(pending, result, extra=extra, memo=memo)
+        arch = pending.arch
+        payload = _payload(arch, result, extra, memo, self.space)
+        state, values = self._values(payload)
+        now = datetime.now()
+        if pending.number is None:
+            number = self._take_number()
+            self._rows.append([arch, state.name, payload, values, now, now])
+        else:
+            number, row = pending.number, self._rows[pending.number]
+            if row[1] != "RUNNING":  # as Optuna refuses it
+                raise optuna.exceptions.UpdateFinishedTrialError(f"trial {number} has already finished")
+            row[1:] = [state.name, payload, values, row[4], now]
+        return to_record(number, payload, arch)
+
+    def recover(self) -> int:
+        if self._study is not None:
+            return super().recover()
+        n = 0
+        for row in self._rows:
+            if row[1] == "RUNNING":
+                row[1:] = ["FAIL", {**row[2], "state": "failed", "reason": INTERRUPTED}, None, row[4], datetime.now()]
+                n += 1
+        return n
+
+    def _stored(self) -> list[tuple[int, str, dict[str, Any]]]:
+        if self._study is not None:
+            return super()._stored()
+        return [(number, row[1], row[2]) for number, row in enumerate(self._rows)]
+
+    def save_to(self, storage: str | BaseStorage, study_name: str = STUDY_NAME) -> Ledger:
+        if self._study is not None:
+            return super().save_to(storage, study_name)
+        target = Ledger(storage, self.objectives, create=True, study_name=study_name, space=self.space)
+        for key, value in self._attrs.items():
+            target.study.set_user_attr(key, value)
+        target.study.add_trials(self._frozen())
         return target
