@@ -103,11 +103,11 @@ def test_forms_agree_in_float64(length: int) -> None:
     for chunk in (16, 64):
         layer.chunk_size = chunk
         out, state = layer(x, mode="chunk", return_state=True)
-        torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(state, ref_state, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out, reference, atol=1e-10, rtol=0)
+        torch.testing.assert_close(state, ref_state, atol=1e-10, rtol=0)
     out, state = layer(x, mode="parallel", return_state=True)
-    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(state, ref_state, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, reference, atol=1e-10, rtol=0)
+    torch.testing.assert_close(state, ref_state, atol=1e-10, rtol=0)
 
 
 def test_forms_agree_in_float32_with_gradients() -> None:
