@@ -43,10 +43,11 @@ def test_registered_and_parameter_matched():
     n_enc = sum(p.numel() for p in enc.parameters())
     n_dec = sum(p.numel() for p in dec.parameters())
     assert n_enc == encdec_param_count(enc.config) and n_dec == decoder_param_count(dec.config)
-    assert abs(n_dec - n_enc) / n_enc < 0.05
-    for cfg in (MuConfig(**CFG), MuConfig()):  # a small config and the released model's
+    assert abs(n_dec - n_enc) / n_enc < 0.002  # the README's "within 0.2 %" (166,307 vs 166,144: 0.10 %)
+    # the released model's config matches to 0.01 %; a 28k-parameter config has coarser width steps (0.30 %)
+    for cfg, bound in ((MuConfig(), 0.002), (MuConfig(**CFG), 0.005)):
         match = decoder_lm_config_matching(cfg)
-        assert abs(decoder_param_count(match) - encdec_param_count(cfg)) / encdec_param_count(cfg) < 0.05
+        assert abs(decoder_param_count(match) - encdec_param_count(cfg)) / encdec_param_count(cfg) < bound
     with torch.device("meta"):
         big = create_model("encdec_lm_mu")
     assert sum(p.numel() for p in big.parameters()) == encdec_param_count(big.config)
