@@ -9,7 +9,7 @@ job's settings for ``--data`` and ``--budget``:
   training (the final share of the budget), random flips on flip-invariant data, label smoothing 0.1, random
   shifts of ``--shift`` pixels (default: the main job's), no early stopping.
 
-Each (arch, fidelity) prints and saves one row (validation and test accuracy, epochs, curve). Session 5 used it
+Each (arch, fidelity) prints and saves one row (validation and test accuracy, epochs, curve). The runs recorded in commit a948789 used it
 to show why the 30-minute Fashion-MNIST search ends below 91 %:
 
     python benchmarks/fidelity_ranking.py --archs searched pool_attn --fidelity trial final --shift 0
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--train-subset", type=int, default=None, help="override the search subset (0: all)")
     ap.add_argument("--final-seconds", type=float, default=1080.0)
     ap.add_argument("--shift", type=int, default=None, help="final training's random shift in pixels "
-                                                            "(default: the main job's; session 5's rows: 0)")
+                                                            "(default: the main job's; the rows of commit a948789: 0)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fidelity_ranking.json")
     args = ap.parse_args()

@@ -2,7 +2,7 @@
 
 Trains a metaformer arch on the first ``--train`` images of a dataset with random flips plus the recipe's
 extra ``TrainConfig`` fields, for a fixed number of epochs, and prints one JSON row (best and per-epoch
-validation accuracy, last train and validation loss, seconds). Session 4 ran it with one thread, two runs at a
+validation accuracy, last train and validation loss, seconds). The runs of commit 5595d27 used one thread, two runs at a
 time, for the rows of BENCHMARKS.md's "label smoothing" table; raw rows:
 ``benchmarks/results/fashion_final_recipe_s4.jsonl``.
 
