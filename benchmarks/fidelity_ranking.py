@@ -9,8 +9,8 @@ job's settings for ``--data`` and ``--budget``:
   training (the final share of the budget), random flips on flip-invariant data, label smoothing 0.1, random
   shifts of ``--shift`` pixels (default: the main job's), no early stopping.
 
-Each (arch, fidelity) prints and saves one row (validation and test accuracy, epochs, curve). The runs recorded in commit a948789 used it
-to show why the 30-minute Fashion-MNIST search ends below 91 %:
+Each (arch, fidelity) prints and saves one row (validation and test accuracy, epochs, curve). The runs recorded
+in commit a948789 used it to show why the 30-minute Fashion-MNIST search ends below 91 %:
 
     python benchmarks/fidelity_ranking.py --archs searched pool_attn --fidelity trial final --shift 0
 """
