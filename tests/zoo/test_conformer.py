@@ -51,7 +51,8 @@ def test_streaming_equals_offline_at_every_look_ahead_of_one_model(one_thread) -
         assert torch.allclose(_stream(model, x, ctx, step), offline, atol=1e-10, rtol=0)
         outputs[tuple(ctx)] = offline
     # bigger pieces (two chunks at a time) give the same stream
-    assert torch.allclose(_stream(model, x, [70, 6], 2 * model.chunk_frames([70, 6])), outputs[(70, 6)], atol=1e-10, rtol=0)
+    two_chunks = _stream(model, x, [70, 6], 2 * model.chunk_frames([70, 6]))
+    assert torch.allclose(two_chunks, outputs[(70, 6)], atol=1e-10, rtol=0)
     # the look-aheads are different models of the same weights: the outputs differ
     assert (outputs[(70, 13)] - outputs[(70, 0)]).abs().max() > 1e-3
     # the default inference context is the first one
