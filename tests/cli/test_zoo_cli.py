@@ -23,6 +23,16 @@ def test_zoo_list_counts_match_the_built_models():
     assert rows["poolformer_s12"]["flops"] == count_flops(zoo.create_model("poolformer_s12"), (3, 224, 224))
 
 
+def test_zoo_list_counts_every_unireplknet_on_the_meta_device():
+    """Its drop-path schedule was a tensor made on the current device: on the meta device it had no values and
+    the list showed an error instead of a count."""
+    result = archlab("zoo", "list", "unireplknet_*", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == set(zoo.list_models("unireplknet_*")) and len(rows) == 6
+    for name, row in rows.items():
+        assert "error" not in row and row["params"] == sum(p.numel() for p in zoo.create_model(name).parameters())
+
 def test_zoo_list_of_mixers():
     result = archlab("zoo", "list", "--mixers", "--json")
     assert result.returncode == 0

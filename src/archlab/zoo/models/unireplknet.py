@@ -227,7 +227,7 @@ class UniRepLKNet(nn.Module):
             raise UserError(f"unireplknet: bad in_chans {in_chans} or num_classes {num_classes}")
         self.in_chans, self.num_classes = in_chans, num_classes
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta device
         self.downsample_layers = nn.ModuleList([nn.Sequential(
             nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=stem_strides[0], padding=1),
             LayerNorm2d(dims[0] // 2, eps=1e-6),

@@ -167,7 +167,7 @@ class ViTResNAS(nn.Module):
         self.patch_embed.proj = nn.Conv2d(in_chans, embed_dims[0], kernel_size=patch_size, stride=patch_size)
         self.tokens = nn.Parameter(torch.zeros(1, 1, embed_dims[0]))
         self.pos_embed = nn.Parameter(torch.zeros(1, side * side + 1, embed_dims[0]))
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under a meta device
         blocks: list[nn.Module] = []
         b = 0
         for s, depth in enumerate(depths):
