@@ -95,13 +95,10 @@ def _slope(xs, ys) -> float:
     return (math.log(ys[-1]) - math.log(ys[0])) / (math.log(xs[-1]) - math.log(xs[0]))
 
 
-def test_cost_slope_is_four_thirds_when_group_size_grows_as_cube_root():
-    lengths = [k ** 3 for k in (4, 8, 16, 32, 64)]
-    assert _slope(lengths, [fit_cost(L, round(L ** (1 / 3))) for L in lengths]) == pytest.approx(4 / 3, abs=1e-9)
-    # fixed groups: the global part (L m / n)^2 dominates and the slope tends to 2, as full attention's L^2
-    assert _slope(lengths[-2:], [fit_cost(L, 16) for L in lengths[-2:]]) > 1.85
-    # the module's own default rule gives n = L^(1/3) on side^2 maps with side = 8, 27, 64 (windows 2, 3, 4):
-    # measured attention FLOPs grow as L^(4/3) minus the linear cross-attention terms
+def test_measured_attention_flops_grow_as_four_thirds_with_the_default_groups():
+    """The paper's claim, measured on the module (torch's FLOP counter), not restated from ``fit_cost``'s formula:
+    the default rule gives n = L^(1/3) on side^2 maps with side = 8, 27, 64 (windows 2, 3, 4), and the attention
+    FLOPs grow as L^(4/3), a little less for the linear cross-attention terms; fixed groups grow towards L^2."""
     sides = [8, 27, 64]
     flops = []
     for side in sides:
@@ -110,6 +107,9 @@ def test_cost_slope_is_four_thirds_when_group_size_grows_as_cube_root():
         flops.append(_bmm_flops(fit, torch.randn(1, 16, side, side)))
     slope = _slope([s * s for s in sides[1:]], flops[1:])
     assert 1.25 < slope < 4 / 3
+    fixed = [_bmm_flops(create_fit(16, resolution=(side, side), fused=False, window_size=4),
+                        torch.randn(1, 16, side, side)) for side in (64, 128)]
+    assert _slope([64 * 64, 128 * 128], fixed) > 1.5  # the global part (L m / n)^2 takes over
 
 
 def test_fused_and_written_out_attention_agree():
