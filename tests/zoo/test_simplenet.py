@@ -27,7 +27,8 @@ def test_parameter_count_within_one_percent_of_published(name: str) -> None:
 
 
 def test_pytorch_port_kernel_layout_of_460k() -> None:
-    # A regression pin derived from the layer list, not a published count: the port's list (1x1 at layers 13-14, 3x3 last) has 2 * 96 * 96 * 8 fewer weights in layers 13-14 and
+    # A regression pin derived from the layer list, not a published count: the port's list (1x1 at layers
+    # 13-14, 3x3 last) has 2 * 96 * 96 * 8 fewer weights in layers 13-14 and
     # 96 * 100 * 8 more in the last layer than the Caffe layout: 456,446 - 147,456 + 76,800 = 385,790.
     assert _count(zoo.create_model("simplenet_cifar_460k", kernels="pytorch")) == 385_790
     with pytest.raises(UserError, match="kernels"):
