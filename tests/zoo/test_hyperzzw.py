@@ -1,4 +1,4 @@
-"""HyperZ·Z·W: the global operator is a matrix product with the slow net's hyper-kernel, the local operator is a
+"""HyperZ·Z·W: the global branch sees exactly the row and column of each pixel (the hyper-kernels), the local operator is a
 depthwise convolution with the kernel the slow net generates from the input, and the mixer works at every size."""
 
 from __future__ import annotations
@@ -12,16 +12,26 @@ from archlab.errors import UserError
 from archlab.zoo.mixers.hyperzzw import HyperZZW_2E, HyperZZW_G, HyperZZW_L, linspace_grid
 
 
-def test_global_operator_is_an_explicit_matrix_product() -> None:
+def test_global_branch_sees_the_whole_row_and_column_in_one_layer() -> None:
+    """The paper's "full context interaction": one global HyperZ·Z·W layer makes each output pixel depend on every
+    pixel of its row and its column (through the row and column hyper-kernels) of its own channel, and on no
+    other pixel: the receptive field, read off the gradient, is exactly that cross."""
     torch.manual_seed(0)
-    hk, z = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 5, 4)
-    out = HyperZZW_G(hk, z)
-    for b in range(2):
-        for c in range(3):
-            for i in range(5):
-                for j in range(4):
-                    expected = sum(hk[0, c, i, k] * z[b, c, k, j] for k in range(5))
-                    assert torch.isclose(out[b, c, i, j], expected, atol=1e-5)
+    mixer = zoo.create_mixer("hyperzzw", 4, resolution=(5, 6))
+    z = torch.randn(1, 4, 5, 6, requires_grad=True)
+    for c, i, j in ((0, 0, 0), (2, 3, 4), (3, 4, 5)):
+        (grad,) = torch.autograd.grad(mixer.global_op(z)[0, c, i, j], z)
+        reached = grad[0].abs() > 0
+        cross = torch.zeros(4, 5, 6, dtype=torch.bool)
+        cross[c, i, :] = True
+        cross[c, :, j] = True
+        assert torch.equal(reached, cross), (c, i, j)
+    # the explicit product over the row and the column, once
+    k_h, k_w = mixer.global_kernels(5, 6)
+    out = mixer.global_op(z)
+    assert torch.isclose(out[0, 1, 2, 3], (k_h[1, 2] * z[0, 1, :, 3]).sum() + (k_w[1, 3] * z[0, 1, 2, :]).sum(),
+                         atol=1e-5)
+    assert HyperZZW_G(k_h[None], z).shape == z.shape
 
 
 def test_mixer_global_branch_uses_row_and_column_hyper_kernels() -> None:
