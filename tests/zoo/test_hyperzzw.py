@@ -1,5 +1,6 @@
 """HyperZ·Z·W: the global branch sees exactly the row and column of each pixel (the hyper-kernels), the local
-operator is a depthwise convolution with the kernel the slow net generates from the input, and the mixer works at every size."""
+operator is a depthwise convolution with the kernel the slow net generates from the input, and the mixer works
+at every size."""
 
 from __future__ import annotations
 
