@@ -16,6 +16,7 @@ from archlab.bench._protocol import (
     PROTOCOL_KWARGS,
     PUBLISHED,
     ProtocolResult,
+    front_hypervolume,
     run_protocol,
     table_front,
 )
@@ -24,5 +25,5 @@ from archlab.bench._table import Table, TableEvaluator
 
 __all__ = ["DATASETS", "DEFAULT_BENCH_STRATEGY", "HWNAS_FILE", "HWNAS_TARGETS", "NB201_COLUMNS", "NB201_FILE",
            "NB201_OPERATIONS", "NB201_ROWS", "PROTOCOL_KWARGS", "PUBLISHED", "ProtocolResult", "Table",
-           "TableEvaluator", "hardware_column", "load_hwnas_measurements", "load_nb201_table", "run_protocol",
-           "synthetic_nb201_table", "table_front"]
+           "TableEvaluator", "front_hypervolume", "hardware_column", "load_hwnas_measurements", "load_nb201_table",
+           "run_protocol", "synthetic_nb201_table", "table_front"]

@@ -14,13 +14,12 @@ the Pareto front of what it evaluated and its hypervolume as a fraction of the w
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from archlab.search import Constraint, Objective, create_strategy, hypervolume, 
 from archlab.study import Budget, Ledger, search
 
 __all__ = ["DATASETS", "DEFAULT_BENCH_STRATEGY", "PROTOCOL_KWARGS", "PUBLISHED", "ProtocolResult",
-           "table_front", "run_protocol"]
+           "front_hypervolume", "run_protocol", "table_front"]
 
 #: archlab's best strategy on this protocol, the default of ``archlab bench``
 DEFAULT_BENCH_STRATEGY = "surrogate_ls"
@@ -108,10 +107,14 @@ def table_front(table: Table, objectives: Sequence[Objective]) -> np.ndarray:
     return rows[np.argsort([-first.oriented(v) for v in values[rows, 0]], kind="stable")]
 
 
-def _reference(table: Table, objectives: Sequence[Objective]) -> list[float]:
-    """The hypervolume's reference point: each objective's worst value over the table."""
-    return [float(table.columns[o.metric].min() if o.maximize else table.columns[o.metric].max())
-            for o in objectives]
+def front_hypervolume(table: Table, objectives: Sequence[Objective]) -> tuple[np.ndarray, float, list[float]]:
+    """The whole table's exact front (:func:`table_front`), its hypervolume, and the reference point it is measured
+    from: each objective's worst value over the table."""
+    reference = [float(table.columns[o.metric].min() if o.maximize else table.columns[o.metric].max())
+                 for o in objectives]
+    front = table_front(table, objectives)
+    points = np.stack([table.columns[o.metric][front] for o in objectives], axis=1).tolist()
+    return front, hypervolume(points, [o.direction for o in objectives], reference), reference
 
 
 _TABLE: Table | None = None  # the table a forked worker inherits
@@ -179,10 +182,7 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
                             "hwnasbench360.parquet beside the table (or --hardware PATH)")
     reference = front_hv = None
     if len(objs_t) > 1:
-        reference = _reference(table, objs_t)
-        front = table_front(table, objs_t)
-        points = np.stack([table.columns[o.metric][front] for o in objs_t], axis=1).tolist()
-        front_hv = hypervolume(points, [o.direction for o in objs_t], reference)
+        _, front_hv, reference = front_hypervolume(table, objs_t)
     kwargs = dict(strategy_kwargs or {})
     create_strategy(strategy, table.space, objectives=objs_t, constraints=cons,  # bad names fail here, once
                     **{**PROTOCOL_KWARGS.get(strategy, {}), **kwargs})
@@ -200,7 +200,7 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
         global _TABLE
         _TABLE = table
         try:
-            context = get_context("fork") if "fork" in _start_methods() else None
+            context = get_context("fork") if "fork" in get_all_start_methods() else None
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = [pool.submit(_one_run, strategy, seed, *args, **({} if context else {"table": table}))
                            for seed in seeds]
@@ -213,9 +213,3 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
     return ProtocolResult(strategy=strategy, dataset=dataset, budget_seconds=budget_seconds, rows=rows,
                           wall_s=time.perf_counter() - t0, objectives=tuple(o.name for o in objs_t),
                           extra={"front_hypervolume": front_hv} if front_hv is not None else {})
-
-
-def _start_methods() -> list[str]:
-    from multiprocessing import get_all_start_methods
-
-    return get_all_start_methods() if os.name == "posix" else []

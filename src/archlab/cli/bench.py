@@ -106,14 +106,12 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def _print_front(tab: Any, device: str, framework: str, as_json: bool) -> None:
-    from archlab.bench import table_front
-    from archlab.search import Objective, hypervolume
+    from archlab.bench import front_hypervolume
+    from archlab.search import Objective
 
     objs = [Objective("accuracy", "test_accuracy", "maximize"), Objective("latency", "latency_ms", "minimize")]
-    front = table_front(tab, objs)
+    front, hv, reference = front_hypervolume(tab, objs)
     acc, lat = tab.columns["test_accuracy"], tab.columns["latency_ms"]
-    reference = [float(acc.min()), float(lat.max())]
-    hv = hypervolume([[acc[i], lat[i]] for i in front], ["maximize", "minimize"], reference)
     space = tab.space
     cells = [{"index": int(i), "arch": space.to_string(space.from_index(int(i))), "test_accuracy": 100 * acc[i],
               "latency_ms": float(lat[i])} for i in front]

@@ -25,6 +25,7 @@ each step's generator), so a strategy rebuilt from the ledger proposes what the 
 
 from __future__ import annotations
 
+import functools
 import random
 import weakref
 from collections.abc import Sequence
@@ -85,17 +86,17 @@ class _Enumerated:
         self.features = encoding.features(self.codes)
 
 
-_CONTROLLER: list[Any] = []
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finding the BLAS libraries once; limiting them after costs microseconds
 
 
 def _one_blas_thread() -> Any:
     """BLAS on one thread for the small solves of a step: OpenBLAS's threads spin-wait, and a 100 x 100 solve
     measured 0.5 ms on one thread against 97 ms on two beside other busy processes."""
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 _CACHE: weakref.WeakKeyDictionary[Space, tuple[_Encoding, _Enumerated | None]] = weakref.WeakKeyDictionary()

@@ -239,18 +239,24 @@ class Ledger:
         return cls(None, objectives, space=space)
 
     # -- run configuration and the pinned space
+    def _set_attr(self, key: str, value: Any) -> None:
+        self.study.set_user_attr(key, _plain(value))
+
+    def _attr(self, key: str) -> Any:
+        return self.study.user_attrs.get(key)
+
     def save_config(self, config: dict[str, Any]) -> None:
-        self.study.set_user_attr(CONFIG_ATTR, _plain(config))
+        self._set_attr(CONFIG_ATTR, config)
 
     def config(self) -> dict[str, Any] | None:
-        return self.study.user_attrs.get(CONFIG_ATTR)
+        return self._attr(CONFIG_ATTR)
 
     def pin_space(self, spec: dict[str, Any]) -> None:
         """Record the resolved space of the run (what rebuilds it, and its fingerprint)."""
-        self.study.set_user_attr(SPACE_ATTR, _plain(spec))
+        self._set_attr(SPACE_ATTR, spec)
 
     def pinned_space(self) -> dict[str, Any] | None:
-        return self.study.user_attrs.get(SPACE_ATTR)
+        return self._attr(SPACE_ATTR)
 
     # -- writing trials
     def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -408,21 +414,13 @@ class _MemoryLedger(Ledger):
             trials.append(t)
         return trials
 
-    def save_config(self, config: dict[str, Any]) -> None:
+    def _set_attr(self, key: str, value: Any) -> None:
         if self._study is not None:
-            return super().save_config(config)
-        self._attrs[CONFIG_ATTR] = _plain(config)
+            return super()._set_attr(key, value)
+        self._attrs[key] = _plain(value)
 
-    def config(self) -> dict[str, Any] | None:
-        return super().config() if self._study is not None else _plain(self._attrs.get(CONFIG_ATTR))
-
-    def pin_space(self, spec: dict[str, Any]) -> None:
-        if self._study is not None:
-            return super().pin_space(spec)
-        self._attrs[SPACE_ATTR] = _plain(spec)
-
-    def pinned_space(self) -> dict[str, Any] | None:
-        return super().pinned_space() if self._study is not None else _plain(self._attrs.get(SPACE_ATTR))
+    def _attr(self, key: str) -> Any:
+        return super()._attr(key) if self._study is not None else _plain(self._attrs.get(key))
 
     def start(self, arch: Arch, *, mark_running: bool = True) -> PendingTrial:
         if self._study is not None or not mark_running:
