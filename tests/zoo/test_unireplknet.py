@@ -3,7 +3,8 @@
 Re-parameterisation must not change the function: the Dilated Reparam Block against its merged KxK conv for
 every supported K, a whole block and a whole model against their deploy forms (with random BN statistics so
 that the folds are really exercised). The published configurations have the reference's structure and
-parameter counts; a tiny model learns digits; the ERF probe sees wider for a K=13 stack than a 3x3 stack.
+parameter counts; a tiny model learns digits; the ERF probe gives the known answer of linear box stacks (a
+discrete Gaussian of variance n·2/3) and sees wider for a K=13 stack than a 3x3 stack.
 """
 
 from __future__ import annotations
@@ -192,6 +193,39 @@ def test_tiny_unireplknet_learns_digits() -> None:
 
 def _stack(kernel_size: int, depth: int) -> nn.Module:
     return nn.Sequential(*[DilatedReparamBlock(4, kernel_size) for _ in range(depth)]).eval()
+
+
+def _box_stack(depth: int, channels: int = 2) -> nn.Module:
+    convs = [nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False) for _ in range(depth)]
+    for conv in convs:
+        nn.init.ones_(conv.weight)
+    return nn.Sequential(*convs).eval()
+
+
+def test_erf_probe_gives_the_known_answer_of_linear_stacks() -> None:
+    """Known answers (Luo et al., 2016, the analysis the ERF probe follows): for a linear stack the ERF is the
+    absolute composed kernel. ``n`` 3x3 box filters compose to the outer product of the coefficients of
+    ``(1 + z + z^2)^n``, a discrete Gaussian whose variance per axis is ``n * 2/3``: it grows as ``sqrt(n)``, not
+    as ``n``. One tap at offset (dy, dx) moves the ERF to the centre plus that offset (cross-correlation)."""
+    depth, size = 5, 31
+    erf = effective_receptive_field(_box_stack(depth), (2, size, size), num_samples=2).double()
+    coeffs = torch.tensor([1.0], dtype=torch.float64)
+    for _ in range(depth):
+        coeffs = torch.nn.functional.conv1d(coeffs.view(1, 1, -1), torch.ones(1, 1, 3, dtype=torch.float64),
+                                            padding=2).flatten()
+    line = torch.zeros(size, dtype=torch.float64)
+    line[size // 2 - depth: size // 2 + depth + 1] = coeffs
+    expected = torch.outer(line, line)
+    torch.testing.assert_close(erf, expected / expected.sum(), rtol=1e-5, atol=1e-7)
+    offsets = torch.arange(size, dtype=torch.float64) - size // 2
+    variance = float((erf.sum(1) * offsets**2).sum())
+    assert abs(variance - depth * 2 / 3) < 1e-4, variance
+    conv = nn.Conv2d(1, 1, 5, padding=2, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 4, 1] = -2.0  # tap at (dy, dx) = (+2, -1) from the kernel's centre
+    erf = effective_receptive_field(conv, (1, 9, 9), num_samples=1)
+    assert erf[4 + 2, 4 - 1] == 1.0 and erf.sum() == 1.0
 
 
 def test_erf_of_large_kernels_reaches_further_than_a_3x3_stack() -> None:
