@@ -4,7 +4,7 @@ Trains a metaformer arch on the first ``--train`` images of a dataset with rando
 extra ``TrainConfig`` fields, for a fixed number of epochs, and prints one JSON row (best and per-epoch
 validation accuracy, last train and validation loss, seconds). The runs of commit 5595d27 used one thread, two runs at a
 time, for the rows of BENCHMARKS.md's "label smoothing" table; raw rows:
-``benchmarks/results/fashion_final_recipe_s4.jsonl``.
+``benchmarks/results/fashion_final_recipe_2026-11-27.jsonl``.
 
     python benchmarks/final_recipe.py --name ls --recipe '{"label_smoothing": 0.1}'
 """
@@ -21,7 +21,7 @@ from archlab.data import load_dataset
 from archlab.space import create_space
 from archlab.train import TrainConfig, train_model
 
-SESSION3_WINNER = {"stages": [{"mixer": "raftmlp", "depth": 2, "width": 16},
+FASHION_WINNER_5595D27 = {"stages": [{"mixer": "raftmlp", "depth": 2, "width": 16},
                               {"mixer": "activator", "depth": 3, "width": 64},
                               {"mixer": "pooling", "depth": 2, "width": 64},
                               {"mixer": "wavemix", "depth": 2, "width": 24}],
@@ -31,7 +31,7 @@ SESSION3_WINNER = {"stages": [{"mixer": "raftmlp", "depth": 2, "width": 16},
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="flips")
-    ap.add_argument("--arch", type=json.loads, default=SESSION3_WINNER)
+    ap.add_argument("--arch", type=json.loads, default=FASHION_WINNER_5595D27)
     ap.add_argument("--recipe", type=json.loads, default={}, help="extra TrainConfig fields as JSON")
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--train", type=int, default=20_000)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archlab.cli._app import app, err, out, print_json, user_errors
+from archlab.cli._app import EXIT_INTERRUPTED, app, err, out, print_json, user_errors
+from archlab.errors import UserError
 from archlab.report.format import format_count, format_int, format_ms, format_percent
 
 __all__ = ["SearchProgress", "search"]
@@ -42,9 +44,7 @@ class SearchProgress:
         if kind == "start":
             self.by_time = ev.get("budget_s") is not None
             total = ev["budget_s"] if self.by_time else ev["n_trials"]
-            self.bar = Progress(TextColumn("[bold]search[/]"), BarColumn(), TextColumn("{task.description}"),
-                                TimeElapsedColumn(), console=self.console, transient=False)
-            self.bar.start()
+            self.bar = self._bar("search")
             self.task = self.bar.add_task("starting", total=total)
             if ev.get("resumed"):
                 self.console.print(f"resuming: {ev['trials']} finished trial(s) in the ledger")
@@ -61,17 +61,79 @@ class SearchProgress:
                 self.bar.stop()
             secs = f"up to {ev['seconds']:.0f}s" if ev.get("seconds") else f"{ev['epochs']} epochs"
             self.console.print(f"training the best arch (trial {ev['number']}) longer: {secs}")
+            self.bar = self._bar("final")
+            self.task = self.bar.add_task("epoch 0", total=1.0)
+        elif kind == "final_epoch" and self.bar is not None:
+            acc = ev.get("val_accuracy")
+            acc_txt = f": val {_pct(acc, digits=1)}" if acc is not None else ""
+            self.bar.update(self.task, completed=min(1.0, ev.get("progress") or 0.0),
+                            description=f"epoch {ev['epoch']}{acc_txt}")
+        elif kind == "stage":
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+            self.console.print(f"{ev['what']}…")
         elif kind == "no_result" and self.bar is not None:
             self.bar.stop()
+
+    def _bar(self, label: str) -> Progress:
+        bar = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), TextColumn("{task.description}"),
+                       TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console,
+                       transient=False)
+        bar.start()
+        return bar
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
 
 
-@app.command(epilog="Example: archlab search --data fashion-mnist --objectives accuracy,latency_ms "
-                    "--max-latency-ms 2 --budget 30m")
+#: Options that define a run and so cannot change when it is resumed -> the SearchConfig field they set.
+_FIXED_ON_RESUME = {
+    "data": "data", "space": "space", "mixers": "mixers", "strategy": "strategy", "objectives": "objectives",
+    "seed": "seed", "epochs": "epochs", "trial_seconds": "trial_seconds", "train_subset": "train_subset",
+    "final_epochs": "final_epochs", "max_params": "max_params", "max_flops": "max_flops",
+    "max_latency_ms": "max_latency_ms", "storage": "storage", "workers": "workers",
+    "no_median_stopping": "median_stopping", "no_proxy_warmup": "proxy_warmup",
+}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (on the command line or through the environment)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _check_resume_options(ctx: typer.Context, resume: Path, cfg: Any, new_budget: bool) -> None:
+    """Refuse options that cannot change on resume; say which budget the resumed run gets."""
+    from archlab.study import SearchConfig
+    from archlab.study._folder import load_run
+
+    if _given(ctx, "out_dir"):
+        raise UserError("--resume names the run folder; drop --out")
+    info = load_run(resume)
+    if "config" not in info:
+        return
+    saved = SearchConfig.from_dict(info["config"])
+    for option, field in _FIXED_ON_RESUME.items():
+        if _given(ctx, option) and getattr(cfg, field) != getattr(saved, field):
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} cannot change when resuming: the run in {resume} has {field} = "
+                            f"{getattr(saved, field)!r}; drop {flag}, or start a new run with --out")
+    if new_budget and (cfg.budget_s, cfg.n_trials) != (saved.budget_s, saved.n_trials):
+        def show(seconds: float | None, trials: int | None) -> str:
+            parts = ([f"{seconds:g} s"] if seconds is not None else []) + \
+                    ([f"{trials} trials"] if trials is not None else [])
+            return " and ".join(parts) or "none"
+        err.print(f"resuming {resume} with a budget of {show(cfg.budget_s, cfg.n_trials)} in all "
+                  f"(was {show(saved.budget_s, saved.n_trials)}), counting what the run already spent")
+
+
+@app.command(epilog="Examples: archlab search --data digits --budget 3m  |  archlab search --data fashion-mnist "
+                    "--objectives accuracy,latency_ms --max-latency-ms 2 --budget 30m  |  archlab search --resume "
+                    "runs/search-20261203-101500 --budget 1h")
 def search(
+    ctx: typer.Context,
     data: Annotated[str, typer.Option(help="digits, fashion-mnist, cifar10, or a path (image folder, "
                                            "IDX, .npz, .csv)")] = "digits",
     space: Annotated[str, typer.Option(help="predefined search space")] = "metaformer",
@@ -107,28 +169,48 @@ def search(
     no_proxy_warmup: Annotated[bool, typer.Option(
         "--no-proxy-warmup", help="rea: start from plain random samples instead of the best of 10 by zero-cost "
                                   "proxies (NASWOT + SNIP)")] = False,
+    download: Annotated[bool, typer.Option(
+        "--download", help="fetch fashion-mnist or cifar10 into ~/.cache/archlab when not found (needs internet; "
+                           "md5-checked)")] = False,
 ) -> None:
     """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""
     from archlab.study import SearchConfig, parse_duration, run_search
+    from archlab.study._folder import RUN_FILE
 
     with user_errors():
         budget_s = parse_duration(budget) if budget is not None else None
-        if budget is None and trials is None and resume is None:
-            budget_s = 180.0
-        cfg = None
-        if resume is None or budget is not None or trials is not None:
-            cfg = SearchConfig(
-                space=space, data=data, mixers=tuple(mixers.split(",")) if mixers else None, strategy=strategy,
-                objectives=tuple(objectives.split(",")),
-                budget_s=budget_s, n_trials=trials, seed=seed, epochs=epochs,
-                trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
-                train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
-                max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup,
-                median_stopping=not no_median_stopping, workers=workers)
+        new_budget = budget is not None or trials is not None
+        asked = SearchConfig(
+            space=space, data=data, mixers=tuple(mixers.split(",")) if mixers else None, strategy=strategy,
+            objectives=tuple(objectives.split(",")),
+            budget_s=budget_s if new_budget else 180.0, n_trials=trials, seed=seed, epochs=epochs,
+            trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
+            train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
+            max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup,
+            median_stopping=not no_median_stopping, workers=workers)
+        # a resumed run keeps its saved configuration; only a new budget (time and/or trials) replaces the old one
+        cfg = asked if resume is None or new_budget else None
+        if resume is not None:
+            _check_resume_options(ctx, resume, asked, new_budget)
+        if download:
+            from archlab.data import fetch_dataset
+
+            fetch_dataset(data)
+        if resume is None and out_dir is None:
+            out_dir = Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
+        folder = resume if resume is not None else out_dir
         progress = SearchProgress(enabled=not as_json and err.is_terminal)
         try:
-            summary = run_search(cfg, resume if resume is not None else out_dir, resume=resume is not None,
-                                 progress=progress, report=not no_report)
+            summary = run_search(cfg, folder, resume=resume is not None, progress=progress, report=not no_report)
+        except KeyboardInterrupt:
+            progress.close()
+            if (Path(folder) / RUN_FILE).is_file():
+                message = (f"interrupted: finished trials are kept in {folder}; continue with "
+                           f"`archlab search --resume {folder}`")
+            else:
+                message = "interrupted before the run started; nothing was written"
+            err.print(message, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             progress.close()
     if as_json:
@@ -146,7 +228,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if best is None:
         out.print("no arch completed; see the report for the reasons")
         return
-    table = Table(title="Pareto front (validation accuracy first)")
+    table = Table(title="Pareto front of the search (trials at the search fidelity)")
     for col in ("trial", "val acc", "test acc", "params", "FLOPs", "latency ms"):
         table.add_column(col, justify="right")
     for p in sorted(summary["pareto"], key=lambda p: -(p["val_accuracy"] or 0)):
@@ -154,7 +236,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
                       format_int(p["params"]), format_count(p["flops"], digits=2),
                       format_ms(p["latency_ms"], unit=False))
     out.print(table)
-    out.print(f"best: trial {best['number']}  val {_pct(best['val_accuracy'])}  test "
-              f"{_pct(best['test_accuracy'])}  params {format_int(best['params'])}  "
-              f"latency {format_ms(best['latency_ms'])}")
+    final = summary.get("final") or {}
+    searched = best.get("search") or {}
+    if final.get("used"):
+        epochs = final.get("epochs")
+        what = f"trial {best['number']}'s arch trained longer ({epochs} epoch{'' if epochs == 1 else 's'})"
+    else:
+        what = f"trial {best['number']}'s weights from the search"
+    line = (f"exported model: {what}: val {_pct(best['val_accuracy'])}, test {_pct(best['test_accuracy'])}, "
+            f"{format_int(best['params'])} params, latency {format_ms(best['latency_ms'])} at batch 1")
+    if final.get("used") and searched.get("val_accuracy") is not None:
+        line += f" (in the search: val {_pct(searched['val_accuracy'])})"
+    out.print(line, highlight=False)
     out.print(f"run folder: {summary['run']['out']}  (report.html, best/, summary.json)")

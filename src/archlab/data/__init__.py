@@ -16,7 +16,7 @@ with ``x``/``y`` or a CSV (see :mod:`archlab.data.files`). Bad input raises :cla
 from archlab.data._dataset import Dataset
 from archlab.data._idx import read_idx, write_idx
 from archlab.data._load import list_datasets, load_dataset
-from archlab.data.builtin import load_cifar10, load_digits, load_fashion_mnist
+from archlab.data.builtin import fetch_dataset, load_cifar10, load_digits, load_fashion_mnist
 from archlab.data.files import load_csv, load_idx, load_image_folder, load_npz, load_path
 from archlab.data.synthetic import (
     associative_recall,
@@ -34,6 +34,7 @@ __all__ = [
     "Dataset",
     "associative_recall",
     "evaluate_listops",
+    "fetch_dataset",
     "list_datasets",
     "listops",
     "load_char_corpus",

@@ -39,6 +39,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
     "decode_cifar10_jpeg",
+    "fetch_dataset",
     "load_cifar10",
     "load_cifar10_batches",
     "load_cifar10_jpeg",
@@ -391,6 +392,24 @@ def download_cifar10(folder: Path | None = None) -> Path:
             staging.rmdir()
     archive.unlink(missing_ok=True)
     return target
+
+
+def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Download a built-in dataset's files into the cache when they are not found (``--download`` of the CLI).
+
+    Fashion-MNIST and CIFAR-10 are fetched from their official addresses and checked against their published
+    md5 sums; digits ships with scikit-learn and a path is the user's own, so for those nothing happens and
+    ``None`` is returned. Returns where the files are. A failed or corrupt download is a :class:`DataError`.
+    """
+    if name == "fashion-mnist":
+        searched = fashion_mnist_search_path(data_dir)
+        files = next((found for folder in searched if (found := _find_idx_set(folder)) is not None), None)
+        files = files or download_fashion_mnist()
+        return files["train-images-idx3-ubyte"].parent
+    if name == "cifar10":
+        found = _find_cifar10(data_dir)
+        return found[1] if found is not None else download_cifar10()
+    return None
 
 
 @register_dataset("cifar10", kind="official_test", val_fraction=0.1)

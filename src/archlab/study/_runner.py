@@ -112,6 +112,8 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     # resolve everything that can be validated before a folder is written
     dataset: Dataset | None = None
     if training or not isinstance(space, Space):
+        if not isinstance(data, Dataset):
+            (progress or (lambda e: None))({"event": "stage", "what": f"loading {data or cfg.data}"})
         dataset = data if isinstance(data, Dataset) else load_dataset(data or cfg.data, seed=cfg.seed)
         cfg = cfg.resolve(len(dataset.y_train))
     if run_info is not None and not isinstance(space, Space):
@@ -184,6 +186,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                                 "best": str(out / "best") if summary.get("best") and training else None}
         write_json(out / SUMMARY_FILE, summary)
         if report:
+            (progress or (lambda e: None))({"event": "stage", "what": "writing report.html"})
             write_run_report(out, summary, led)
     return summary
 
@@ -294,6 +297,8 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
         else:
             info = {"state": final.state, "reason": final.reason, "used": False}
         summary["final"] = info
+    progress({"event": "stage", "what": "saving the best model" + (" and exporting it to ONNX" if cfg.export_onnx
+                                                                   else "")})
     best_dir = out / "best"
     write_json(best_dir / "arch.json", best.arch.to_dict())
     save_weights(model, best_dir / "model.safetensors", metadata={"arch": best.arch.to_json()})

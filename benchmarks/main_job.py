@@ -1,0 +1,88 @@
+"""The main job as a user runs it: ``archlab search`` from the command line, one run per seed, and its raw row.
+
+Each run is the real command in a subprocess (start-up, data loading, search, final training, export and report
+all count in its wall time). The row appended to ``--jsonl`` holds the command, the code version (commit and
+whether the tree had changes), the date, the machine, and what the run's ``summary.json`` says: test and
+validation accuracy of the exported model, the search's best trial, the trials, the winning arch and its size.
+
+    python benchmarks/main_job.py --data digits --budget 180s --seeds 0
+    python benchmarks/main_job.py --data fashion-mnist --budget 30m --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """The short commit, with ``+changes`` when the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+changes" if dirty else "")
+
+
+def describe(arch: dict) -> str:
+    stages = " → ".join(f"{s['mixer']}({s['depth']}×{s['width']})" for s in arch.get("stages", []))
+    rest = ", ".join(f"{k} {v}" for k, v in arch.items() if k != "stages")
+    return f"{stages}; {rest}" if rest else stages
+
+
+def run_once(data: str, budget: str, seed: int, extra: list[str]) -> dict:
+    with TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        cmd = ["archlab", "search", "--data", data, "--budget", budget, "--seed", str(seed), "--out", str(out),
+               *extra]
+        shown = shlex.join(["archlab", "search", "--data", data, "--budget", budget, "--seed", str(seed), *extra])
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{shown} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
+        summary = json.loads((out / "summary.json").read_text())
+    best, final = summary["best"], summary.get("final") or {}
+    return {
+        "command": shown, "data": data, "budget": budget, "seed": seed, "code": code_version(),
+        "date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "wall_s": wall, "test_accuracy": best["test_accuracy"], "val_accuracy": best["val_accuracy"],
+        "search_val_accuracy": (best.get("search") or {}).get("val_accuracy"),
+        "trial": best["number"], "arch": best["arch"], "arch_text": describe(best["arch"]),
+        "params": best.get("params"), "latency_ms": best.get("latency_ms"),
+        "final_epochs": final.get("epochs"), "trials": summary["trials"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--budget", default="180s")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--jsonl", type=Path, default=ROOT / "benchmarks/results/main_job.jsonl",
+                    help="append one row per run here")
+    ap.add_argument("extra", nargs="*", help="more `archlab search` options, after --")
+    args = ap.parse_args()
+    for seed in args.seeds:
+        row = run_once(args.data, args.budget, seed, args.extra)
+        with args.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        t = row["trials"]
+        print(f"| `{row['command']}` | {row['code']} | {seed} | {100 * row['test_accuracy']:.2f} % | "
+              f"{100 * row['val_accuracy']:.2f} % | {t['completed'] + t['failed']} | {row['arch_text']}; "
+              f"{row['params']:,} params | {row['wall_s'] / 60:.1f} min |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
