@@ -98,3 +98,23 @@ def test_linspace_grid_spans_minus_one_to_one() -> None:
     assert grid.shape == (2, 3, 2)
     torch.testing.assert_close(grid[0, :, 0], torch.tensor([-1.0, 0.0, 1.0]))
     torch.testing.assert_close(grid[1, 0], torch.tensor([-1.0, 1.0]))
+
+
+@pytest.mark.parametrize("dim", [16, 48])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (7, 7), (3, 5)])
+def test_mixer_shapes_and_gradients(dim: int, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    mixer = zoo.create_mixer("hyperzzw", dim, resolution=size)
+    x = torch.randn(2, dim, *size, requires_grad=True)
+    out = mixer(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0
+    assert mixer.slow_net_g.output_linear.weight.grad.abs().sum() > 0
+
+
+def test_bad_configuration_raises_user_error() -> None:
+    with pytest.raises(UserError, match="hyperzzw: kernel_size must be a positive odd integer, got 4"):
+        zoo.create_mixer("hyperzzw", 16, kernel_size=4)
+    with pytest.raises(UserError, match="hyperzzw: hidden_channels"):
+        zoo.create_mixer("hyperzzw", 16, hidden_channels=0)

@@ -27,6 +27,8 @@ class Dataset:
     Tabular data has the shape ``(N, 1, 1, F)``. Sequence data is either float32 ``(N, C, L)`` (time series,
     normalised per channel like images) or int64 token ids ``(N, L)`` (``mean`` and ``std`` empty,
     ``vocab_size`` set). Datasets compare by identity (they hold tensors).
+    ``scale`` is what the raw values (as the files hold them, e.g. 0-255 pixels) were divided by before the
+    normalisation, so ``(raw / scale - mean) / std`` gives the model's input (the exported ONNX graph does this).
     ``flip_invariant`` says whether mirroring an image left-right keeps its label (true of clothing and of
     CIFAR-10's objects, false of digits); training may then use random flips as augmentation.
     """
@@ -43,6 +45,7 @@ class Dataset:
     std: tuple[float, ...]
     flip_invariant: bool = False
     vocab_size: int | None = None  # token-id inputs: ids are in [0, vocab_size)
+    scale: float = 1.0  # raw values (as the files hold them) were divided by this before mean/std normalisation
 
     def __post_init__(self) -> None:
         shape = tuple(self.x_train.shape[1:])
@@ -105,6 +108,7 @@ class Dataset:
             "mean": list(self.mean),
             "std": list(self.std),
             "flip_invariant": self.flip_invariant,
+            "scale": self.scale,
             **({"vocab_size": self.vocab_size} if self.vocab_size is not None else {}),
         }
 
@@ -250,6 +254,7 @@ def build_dataset(
         mean=mean,
         std=std,
         flip_invariant=flip_invariant,
+        scale=float(scale),
     )
 
 

@@ -2,10 +2,13 @@
 
 from archlab.export._export import (
     OnnxMismatch,
+    Preprocessed,
     check_onnx,
     export_onnx,
+    input_metadata,
     load_weights,
     save_weights,
 )
 
-__all__ = ["OnnxMismatch", "check_onnx", "export_onnx", "load_weights", "save_weights"]
+__all__ = ["OnnxMismatch", "Preprocessed", "check_onnx", "export_onnx", "input_metadata", "load_weights",
+           "save_weights"]

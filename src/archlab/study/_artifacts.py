@@ -8,6 +8,7 @@ or missing files are :class:`~archlab.errors.UserError`\\ s naming the file.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from torch import nn
 
 from archlab.errors import UserError
 
-__all__ = ["BestModel", "export_best", "load_best_model"]
+__all__ = ["BestModel", "export_best", "exportable", "load_best_model"]
 
 BEST_DIR = "best"
 ARCH_FILE = "arch.json"
@@ -40,6 +41,19 @@ class BestModel:
     def input_dtype(self) -> str:
         """``"long"`` (token ids) or ``"float"``."""
         return "long" if self.vocab_size is not None else "float"
+
+
+def exportable(model: nn.Module, data: dict[str, Any]) -> tuple[nn.Module, dict[str, str]]:
+    """The model to export for data described by ``data`` (a dataset's ``describe()``, as ``run.json`` keeps
+    it), and the ONNX metadata that says what its input is. Float inputs with recorded normalisation get it in
+    the graph (:class:`archlab.export.Preprocessed`), so the file takes values as the data files hold them."""
+    from archlab.export import Preprocessed, input_metadata
+
+    mean, std, shape = data.get("mean"), data.get("std"), data.get("input_shape") or []
+    if data.get("vocab_size") is None and mean and std and "scale" in data:
+        wrapped = Preprocessed(model, float(data["scale"]), mean, std, input_rank=len(shape))
+        return wrapped.eval(), input_metadata(data, preprocessed=True)
+    return model, input_metadata(data, preprocessed=False)
 
 
 def _data_info(run: dict[str, Any], cfg: Any) -> tuple[tuple[int, ...], int, int | None]:
@@ -91,10 +105,13 @@ def export_best(run_dir: str | os.PathLike[str], out_path: str | os.PathLike[str
     more than ``atol`` raises :class:`archlab.export.OnnxMismatch` (the file is left for inspection).
     """
     from archlab.export import check_onnx, export_onnx
+    from archlab.study._folder import load_run
 
     best = load_best_model(run_dir)
     target = Path(out_path) if out_path is not None else Path(run_dir) / BEST_DIR / ONNX_FILE
     io = {"input_dtype": best.input_dtype, "vocab_size": best.vocab_size}
-    export_onnx(best.model, best.input_shape, target, **io)
-    diff = check_onnx(best.model, target, best.input_shape, atol=atol, **io)
-    return {"onnx": str(target), "max_abs_diff": diff, "atol": atol, "input_shape": list(best.input_shape)}
+    model, metadata = exportable(best.model, load_run(run_dir).get("data") or {})
+    export_onnx(model, best.input_shape, target, metadata=metadata, **io)
+    diff = check_onnx(model, target, best.input_shape, atol=atol, **io)
+    return {"onnx": str(target), "max_abs_diff": diff, "atol": atol, "input_shape": list(best.input_shape),
+            "input": json.loads(metadata["archlab.input"])}

@@ -41,6 +41,7 @@ from archlab.search import (
     resolve_objectives,
 )
 from archlab.space import Space
+from archlab.study._artifacts import exportable
 from archlab.study._budget import Budget
 from archlab.study._config import (
     SearchConfig,
@@ -304,6 +305,9 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
     save_weights(model, best_dir / "model.safetensors", metadata={"arch": best.arch.to_json()})
     if cfg.export_onnx:
         io = {"input_dtype": data.input_dtype, "vocab_size": data.vocab_size}
-        export_onnx(model, data.input_shape, best_dir / "model.onnx", **io)
+        exported, metadata = exportable(model, data.describe())
+        export_onnx(exported, data.input_shape, best_dir / "model.onnx", metadata=metadata, **io)
         summary["export"] = {"onnx": str(best_dir / "model.onnx"),
-                             "onnx_max_abs_diff": check_onnx(model, best_dir / "model.onnx", data.input_shape, **io)}
+                             "onnx_max_abs_diff": check_onnx(exported, best_dir / "model.onnx", data.input_shape,
+                                                             **io),
+                             "input": json.loads(metadata["archlab.input"])}
