@@ -42,8 +42,10 @@ def test_weights_round_trip_and_bad_files(tmp_path):
     save_weights(a, tmp_path / "w.safetensors")
     load_weights(b, tmp_path / "w.safetensors")
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
-    with pytest.raises(UserError, match="does not fit"):
-        load_weights(torch.nn.Linear(5, 3), tmp_path / "w.safetensors")
+    with pytest.raises(UserError, match=r"does not fit the model: .*Linear: size mismatch for weight"):
+        load_weights(torch.nn.Linear(5, 3), tmp_path / "w.safetensors")  # the message says what does not fit
+    with pytest.raises(UserError, match=r'Missing key\(s\) in state_dict: "0.weight"'):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(4, 3)), tmp_path / "w.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a valid safetensors"):
         load_weights(b, tmp_path / "bad.safetensors")

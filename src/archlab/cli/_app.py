@@ -13,17 +13,25 @@ from rich.console import Console
 
 from archlab.errors import UserError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "main", "out",
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "flag", "main", "out",
            "print_json", "user_errors"]
 
 #: Exit codes of the command.
 EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
-                  help="archlab: declare, search, export and compare neural-network architectures.")
+                  help="archlab: declare, search, export and compare neural-network architectures.",
+                  epilog="Examples: archlab search --data fashion-mnist --budget 30m  |  archlab zoo list  |  "
+                         "archlab bench nb201 --strategy rea --runs 100  |  archlab export runs/search-DATE "
+                         "--out model.onnx  |  archlab COMMAND --help")
 #: Messages, progress and errors go to stderr; results (tables, JSON) to stdout, so they can be piped.
 err = Console(stderr=True)
 out = Console()
+
+
+def flag(name: str, help: str) -> Any:  # noqa: A002 (typer's name)
+    """A boolean flag: shown in ``--help`` without a value placeholder."""
+    return typer.Option(name, help=help, metavar="")
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -11,12 +11,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from archlab.cli._app import app, err, out, print_json, user_errors
+from archlab.cli._app import app, err, flag, out, print_json, user_errors
 
 __all__ = ["bench_app"]
 
 bench_app = typer.Typer(help="Tabular NAS benchmarks: published protocols replayed on their tables.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, epilog="Example: archlab bench nb201 --strategy rea --runs 100")
 app.add_typer(bench_app, name="bench")
 
 _DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet16": "ImageNet16-120"}
@@ -28,7 +28,9 @@ def _pm(mean: float | None, std: float | None) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
-@bench_app.command("nb201")
+@bench_app.command("nb201", epilog="Examples: archlab bench nb201  |  archlab bench nb201 --strategy rea --runs 100 "
+                                   "--dataset cifar100  |  archlab bench nb201 --objectives accuracy,latency "
+                                   "--pareto pi5")
 def nb201(
     strategy: Annotated[str | None, typer.Option(help="search strategy (default: archlab's best on this "
                                                       "protocol, surrogate_ls)")] = None,
@@ -50,7 +52,7 @@ def nb201(
                                                     "this device (pi5, pixel) instead of searching")] = None,
     workers: Annotated[int, typer.Option(help="processes for the runs (default: the CPU count, at most 8)")] = 0,
     seed: Annotated[int, typer.Option(help="seed of the first run (run i uses seed + i)")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON (keys mean, std, runs, published...)")]
+    as_json: Annotated[bool, flag("--json", "print JSON (keys mean, std, runs, published...)")]
     = False,
     rows: Annotated[Path | None, typer.Option(help="also write every run's row to this JSON file")] = None,
 ) -> None:

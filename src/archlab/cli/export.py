@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from archlab.cli._app import EXIT_INTERNAL, app, fail, out, print_json, user_errors
+from archlab.cli._app import EXIT_INTERNAL, app, fail, flag, out, print_json, user_errors
 
 
 @app.command(epilog="Example: archlab export runs/search-20261126-120000 --out model.onnx")
@@ -16,7 +16,7 @@ def export(
     output: Annotated[Path | None, typer.Option("--out", help="ONNX file (default: RUN/best/model.onnx)")]
     = None,
     atol: Annotated[float, typer.Option(help="largest allowed |ONNX - PyTorch| difference")] = 1e-4,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, flag("--json", "print the result as JSON on stdout")] = False,
 ) -> None:
     """Export the best model of a run to ONNX and check it against PyTorch with ONNX Runtime."""
     from archlab.export import OnnxMismatch

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archlab.cli._app import EXIT_INTERRUPTED, app, err, out, print_json, user_errors
+from archlab.cli._app import EXIT_INTERRUPTED, app, err, flag, out, print_json, user_errors
 from archlab.errors import UserError
 from archlab.report.format import format_count, format_int, format_ms, format_percent
+from archlab.space import list_spaces
 
 __all__ = ["SearchProgress", "search"]
 
@@ -136,7 +137,8 @@ def search(
     ctx: typer.Context,
     data: Annotated[str, typer.Option(help="digits, fashion-mnist, cifar10, or a path (image folder, "
                                            "IDX, .npz, .csv)")] = "digits",
-    space: Annotated[str, typer.Option(help="predefined search space")] = "metaformer",
+    space: Annotated[str, typer.Option(help=f"predefined search space: {', '.join(list_spaces())}")]
+    = "metaformer",
     mixers: Annotated[str | None, typer.Option(help="comma-separated token mixers to search among "
                                                     "(default: every registered mixer)")] = None,
     strategy: Annotated[str, typer.Option(help="random, rea, reinforce, tpe, nsga2")] = "rea",
@@ -159,18 +161,18 @@ def search(
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default: runs/search-<time>)")]
     = None,
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this folder")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
-    no_median_stopping: Annotated[bool, typer.Option(
-        "--no-median-stopping", help="train every trial to its full fidelity instead of stopping those whose "
+    as_json: Annotated[bool, flag("--json", "print the summary as JSON on stdout")] = False,
+    no_report: Annotated[bool, flag("--no-report", "skip report.html")] = False,
+    no_median_stopping: Annotated[bool, flag(
+        "--no-median-stopping", "train every trial to its full fidelity instead of stopping those whose "
         "learning curve falls below the median of earlier trials' curves")] = False,
     workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
                                              "share of the cores (small nets use a second thread poorly)")] = 1,
-    no_proxy_warmup: Annotated[bool, typer.Option(
-        "--no-proxy-warmup", help="rea: start from plain random samples instead of the best of 10 by zero-cost "
+    no_proxy_warmup: Annotated[bool, flag(
+        "--no-proxy-warmup", "rea: start from plain random samples instead of the best of 10 by zero-cost "
                                   "proxies (NASWOT + SNIP)")] = False,
-    download: Annotated[bool, typer.Option(
-        "--download", help="fetch fashion-mnist or cifar10 into ~/.cache/archlab when not found (needs internet; "
+    download: Annotated[bool, flag(
+        "--download", "fetch fashion-mnist or cifar10 into ~/.cache/archlab when not found (needs internet; "
                            "md5-checked)")] = False,
 ) -> None:
     """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""

@@ -8,20 +8,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from archlab.cli._app import app, err, fail, out, print_json, user_errors
+from archlab.cli._app import app, err, fail, flag, out, print_json, user_errors
 from archlab.report.format import format_bytes, format_count, format_int, format_ms, format_shape
 
 __all__ = ["zoo_app"]
 
-zoo_app = typer.Typer(add_completion=False, no_args_is_help=True, help="the model and mixer zoo")
+zoo_app = typer.Typer(add_completion=False, no_args_is_help=True, help="the model and mixer zoo",
+                      epilog="Examples: archlab zoo list 'poolformer*'  |  archlab zoo list --mixers  |  "
+                             "archlab zoo profile unireplknet_a")
 app.add_typer(zoo_app, name="zoo")
 
 
 @zoo_app.command("list", epilog="Example: archlab zoo list 'poolformer*'")
 def zoo_list(
     pattern: Annotated[str, typer.Argument(help="fnmatch pattern over model names")] = "*",
-    mixers: Annotated[bool, typer.Option("--mixers", help="list token mixers instead of models")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    mixers: Annotated[bool, flag("--mixers", "list token mixers instead of models")] = False,
+    as_json: Annotated[bool, flag("--json", "print the result as JSON on stdout")] = False,
 ) -> None:
     """Registered models (name, family, paper, params, FLOPs at the default input), or token mixers."""
     from archlab import zoo
@@ -57,7 +59,7 @@ def zoo_profile(
     name: Annotated[str, typer.Argument(help="a registered model name")],
     batches: Annotated[str, typer.Option(help="comma-separated batch sizes for latency")] = "1,32",
     repeats: Annotated[int, typer.Option(help="timed forward passes per batch size (median)")] = 10,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, flag("--json", "print the result as JSON on stdout")] = False,
 ) -> None:
     """Params, FLOPs, CPU latency (1 thread, median) at each batch size, and peak activation memory."""
     from archlab.measure import profile_zoo_model

@@ -55,8 +55,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise UserError(f"weights file {path} does not fit the model: {first}") from None
+        # torch's message is a header line ("Error(s) in loading state_dict for X:") and then the details
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = " ".join(lines[:2])
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise UserError(f"weights file {path} does not fit the model: {detail}") from None
     return model
 
 
