@@ -63,6 +63,26 @@ def test_flops_on_the_meta_device_equal_real_flops():
     assert count_flops(meta, (3, 8, 8)) == count_flops(make(), (3, 8, 8)) == 2 * (8 * 6 * 6 * 27 + 288 * 5)
 
 
+def test_attention_flops_are_counted_on_the_cpu_as_on_the_meta_device():
+    """torch's flop counter has no formula for the CPU kernel of scaled_dot_product_attention: it counted 0 FLOPs
+    for attention on a real model. QK^T and AV are 2 * 2 * B * H * S * S * D FLOPs, on either device."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from archlab.measure import count_flops
+
+    class Attend(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = x.view(x.size(0), 4, x.size(1), 16)  # (B, H=4, S, D=16) from (B, S, 64)
+            return F.scaled_dot_product_attention(q, q, q)
+
+    expected = 2 * 2 * 1 * 4 * 32 * 32 * 16
+    assert count_flops(Attend(), (32, 64)) == expected
+    with torch.device("meta"):
+        assert count_flops(Attend(), (32, 64)) == expected
+
+
 def test_flops_of_a_model_that_views_its_parameters():
     # a learned-latent mixer (FIT) expands a parameter inside forward; counting must not trip over it
     from archlab.measure import count_flops

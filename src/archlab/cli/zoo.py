@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from archlab.cli._app import app, err, fail, flag, out, print_json, user_errors
@@ -43,15 +44,28 @@ def zoo_list(
     names = zoo.list_models(pattern)
     if not names:
         fail(f"no model matches {pattern!r}; `archlab zoo list` shows them all")
-    rows = [zoo_model_counts(n) for n in names]
+    rows = []
+    # counting builds every model (on the meta device): about a minute for the whole zoo, so show how far it is
+    with Progress(TextColumn("[bold]counting[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeRemainingColumn(), console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+        task = bar.add_task("", total=len(names))
+        for name in names:
+            bar.update(task, description=name)
+            rows.append(zoo_model_counts(name))
+            bar.advance(task)
     if as_json:
         print_json(rows)
         return
-    table = Table("model", "family", "params", "FLOPs", "input", "paper")
+    table = Table("family", "params", "FLOPs", "input", "paper")
+    table.add_column("model", no_wrap=True, min_width=max(len(n) for n in names))  # names are never cut
+    table.columns.insert(0, table.columns.pop())
     for r in rows:
         table.add_row(r["name"], r["family"], format_count(r["params"], digits=2, giga="B"),
                       format_count(r["flops"], digits=2), format_shape(r["input_shape"]), r["paper"])
     out.print(table)
+    for r in rows:
+        if r.get("error"):
+            out.print(f"{r['name']}: no counts ({r['error']})", highlight=False, soft_wrap=True)
 
 
 @zoo_app.command("profile", epilog="Example: archlab zoo profile poolformer_s12 --batches 1,32")

@@ -1,9 +1,11 @@
 """Cost measurements shared by the evaluator, the zoo profiler and the benchmarks.
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as two FLOPs; ops it does
-not model, such as pooling and element-wise activations, count as zero). Latency is the median wall time of
-repeated forward passes after warm-up, in inference mode, on one thread by default so that numbers are
-comparable between runs on a loaded machine.
+not model, such as pooling and element-wise activations, count as zero). Its registry has no formula for the
+CPU kernel of ``scaled_dot_product_attention`` (it counted attention as zero FLOPs on a CPU model, and in full on
+the meta device); archlab adds torch's own SDPA formula for that kernel, so both devices agree. Latency is the
+median wall time of repeated forward passes after warm-up, in inference mode, on one thread by default so that
+numbers are comparable between runs on a loaded machine.
 """
 
 from __future__ import annotations
@@ -19,10 +21,26 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 __all__ = ["count_flops", "count_params", "example_input", "measure_latency", "peak_activation_bytes",
            "profile_model"]
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,  # noqa: ANN001
+                            out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+#: Formulas FlopCounterMode lacks: the CPU flash-attention kernels behind ``F.scaled_dot_product_attention``.
+_EXTRA_FLOP_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
+}
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -71,7 +89,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], batch_size: int = 
     # grad mode stays on: FlopCounterMode's module tracker hooks the autograd graph, and under no_grad a view
     # of a parameter (a mixer's learned latents, say) requires grad without a grad_fn, which it rejects
     with _eval_mode(model):
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
         with counter:
             model(x)
     return int(counter.get_total_flops())
