@@ -8,13 +8,13 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from _ledger_db import completed_trials
 from rich.console import Console
 
 from archlab.cli.search import SearchProgress
@@ -27,14 +27,6 @@ def _archlab(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200"}, timeout=600)
 
 
-def _completed(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            return con.execute("select count(*) from trials where state='COMPLETE'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ def interrupted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
                              "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
     deadline = time.time() + 300
-    while _completed(run / "ledger.db") < 2 and time.time() < deadline and proc.poll() is None:
+    while completed_trials(run / "ledger.db") < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -57,7 +49,7 @@ def test_sigint_prints_the_resume_hint_and_exits_130(interrupted) -> None:
     assert result.returncode == 130, (result.returncode, result.stderr[-2000:])
     assert f"continue with `archlab search --resume {run}`" in result.stderr
     assert "Traceback" not in result.stderr
-    assert _completed(run / "ledger.db") >= 2
+    assert completed_trials(run / "ledger.db") >= 2
 
 
 @pytest.mark.parametrize("option, value, field", [
@@ -75,7 +67,7 @@ def test_resume_refuses_options_that_define_the_run(interrupted, option: str, va
 def test_resume_with_the_same_options_and_a_new_budget_says_so_and_finishes(interrupted) -> None:
     run, _ = interrupted
     assert _archlab("--resume", str(run), "--out", str(run)).returncode == 2  # the folder is given once
-    done = _completed(run / "ledger.db")
+    done = completed_trials(run / "ledger.db")
     # the run's own options may be repeated; the new trial budget is applied and said
     result = _archlab("--resume", str(run), "--seed", "3", "--mixers", "pooling,mlp", "--trials", str(done + 1),
                       "--json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _ledger_db import completed_trials
 
 from archlab.data import load_dataset
 from archlab.export import check_onnx, load_weights
@@ -111,16 +111,6 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
-def _completed(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            return con.execute("select count(*) from trials where state='COMPLETE'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _ledger(db: Path) -> list[dict]:
     import optuna
 
@@ -146,7 +136,7 @@ def test_sigkill_then_resume_loses_nothing_and_matches_an_uninterrupted_run(tmp_
     run = tmp_path / "killed"
     proc = _cli(*args, "--out", str(run))
     deadline = time.time() + 300
-    while _completed(run / "ledger.db") < 3 and time.time() < deadline:
+    while completed_trials(run / "ledger.db") < 3 and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
