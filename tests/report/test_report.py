@@ -57,7 +57,7 @@ def test_header_describes_the_run_and_the_best_architecture(run, page):
         "digits",
         "rea",
         "accuracy, latency_ms",
-        "5m",
+        "5 min 0 s",
         "sqlite:///run.db",
         "5 min 12 s",
     ):
@@ -67,7 +67,9 @@ def test_header_describes_the_run_and_the_best_architecture(run, page):
     assert f"<dd>{format_percent(best['val_accuracy'])}</dd>" in page
     assert f"<dd>{format_count(best['params'])} params</dd>" in page
     assert f"<dd>{format_flops(best['flops'])}</dd>" in page
-    assert f"<dd>{format_ms(best['latency_ms'])}</dd>" in page
+    assert f"<dd>{format_ms(best['latency_ms'])} at batch 1</dd>" in page
+    # without a final training, the exported model is the trial's: said, with the trial's numbers
+    assert "Exported model (best/): the trial&#39;s weights from the search" in page
     (pretty,) = re.findall(r'<pre class="arch">(.*?)</pre>', page, flags=re.S)
     assert html.unescape(pretty) == json.dumps(best["arch"], indent=2) and '"' not in pretty  # escaped
     counts = summary["trials"]
@@ -86,10 +88,18 @@ def test_final_retrain_is_shown_with_its_curve():
         "epochs": 3,
         "cost_s": 7200,
         "curve": curve,
+        "used": True,
     }
+    best = summary["best"]  # as run_search records it: the exported model's accuracies, the trial's under "search"
+    best["search"] = {"val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
+                      "cost_s": best["cost_s"]}
+    best.update(val_accuracy=0.99, test_accuracy=0.987)
     page = render_report(summary, trials)
-    assert "Retrained from scratch" in page
+    assert "Exported model (best/): the arch trained longer on the full training split, continuing from its " \
+           "trial&#39;s weights" in page
     assert "<dd>98.7 %</dd>" in page and "<dd>2 h 0 min</dd>" in page
+    search_val = format_percent(best["search"]["val_accuracy"])
+    assert f"<dt>validation accuracy in the search</dt><dd>{search_val}</dd>" in page
     data, _ = plot_json(page, "curves")
     final = trace(data, "final retrain")
     assert final["x"] == [1, 2, 3] and final["y"] == pytest.approx([0.91, 0.92, 0.93])

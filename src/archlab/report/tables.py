@@ -53,13 +53,16 @@ def run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("space", "space"),
             ("data", "data"),
             ("strategy", "strategy"),
-            ("budget", "budget"),
             ("seed", "seed"),
             ("started", "started"),
             ("storage", "storage"),
         )
         if run.get(key) is not None
     ]
+    budget = [format_seconds(run["budget_s"])] if finite(run.get("budget_s")) is not None else []
+    budget += [f"{run['n_trials']} trials"] if isinstance(run.get("n_trials"), int) else []
+    if budget:  # the whole run's: search, final training, export and report
+        facts.insert(3, ("budget", " or ".join(budget) + ", whichever ends first" * (len(budget) > 1)))
     objectives = objective_names(summary)
     if objectives:
         facts.insert(3, ("objectives", ", ".join(objectives)))
@@ -91,26 +94,34 @@ def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -
             return None
         best = max(completed, key=lambda trial: (finite(trial["val_accuracy"]), -trial["number"]))
     number = best.get("number")
+    final = mapping(summary.get("final"))
+    # best["val_accuracy"] is the exported model's: the final training's when it was used, else the trial's
+    searched = mapping(best.get("search")) or best
     facts = [
-        ("validation accuracy", format_percent(best.get("val_accuracy"))),
-        ("test accuracy", format_percent(best.get("test_accuracy"))),
         ("parameters", format_count(best.get("params")) + " params"),
         ("FLOPs", format_flops(best.get("flops"))),
-        ("latency", format_ms(best.get("latency_ms"))),
-        ("search cost", format_seconds(best.get("cost_s"))),
+        ("latency", format_ms(best.get("latency_ms")) + " at batch 1"),
+        ("validation accuracy in the search", format_percent(searched.get("val_accuracy"))),
+        ("test accuracy in the search", format_percent(searched.get("test_accuracy"))),
+        ("training time in the search", format_seconds(searched.get("cost_s"))),
     ]
-    final = mapping(summary.get("final"))
-    retrain = [
-        ("test accuracy", format_percent(final.get("test_accuracy"))),
-        ("validation accuracy", format_percent(final.get("val_accuracy"))),
-        ("epochs", str(final["epochs"]) if final.get("epochs") is not None else MISSING),
-        ("cost", format_seconds(final.get("cost_s"))),
+    used = bool(final.get("used"))
+    exported = [
+        ("validation accuracy", format_percent(best.get("val_accuracy"))),
+        ("test accuracy", format_percent(best.get("test_accuracy"))),
     ]
+    if used:
+        exported += [("epochs", str(final["epochs"]) if final.get("epochs") is not None else MISSING),
+                     ("training time", format_seconds(final.get("cost_s")))]
+    what = ("the arch trained longer on the full training split, continuing from its trial's weights"
+            if used else "the trial's weights from the search" +
+            (" (the longer training scored lower on validation)" if final else ""))
     arch = best.get("arch")
     return {
         "heading": "Best architecture" + (f" (trial {number})" if number is not None else ""),
         "facts": [(name, value) for name, value in facts if not value.startswith(MISSING)],
-        "retrain": [(name, value) for name, value in retrain if value != MISSING],
+        "exported_heading": f"Exported model (best/): {what}",
+        "retrain": [(name, value) for name, value in exported if value != MISSING],
         "arch": arch_text(best, indent=2) if arch is not None else None,
     }
 
