@@ -53,8 +53,9 @@ def main() -> None:
                     help="load the teacher from this file if it exists, else train it and save it here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/mohawk.json"))
+    ap.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/mohawk_seed<SEED>.json")
     args = ap.parse_args()
+    args.json = args.json or Path(f"benchmarks/results/mohawk_seed{args.seed}.json")
     stage3 = args.student_steps - sum(args.stage_steps)
     if stage3 < 1:
         raise SystemExit(f"--student-steps {args.student_steps} must exceed the stage 1 and 2 steps "

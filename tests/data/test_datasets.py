@@ -245,6 +245,37 @@ def test_fashion_mnist_download_into_cache(monkeypatch: pytest.MonkeyPatch, tmp_
     assert len(requested) == 4
 
 
+def test_fetch_dataset_downloads_once_and_only_what_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """``archlab search --download``: fetch_dataset downloads the missing Fashion-MNIST files into the cache, then
+    finds them there; digits and paths need nothing; an unreachable server is a one-line DataError."""
+    from archlab.data import fetch_dataset
+
+    _isolate_search_path(monkeypatch, tmp_path)
+    bodies = _small_fashion_files(tmp_path / "server")
+    shapes = {"train-images-idx3-ubyte": (40, 28, 28), "train-labels-idx1-ubyte": (40,),
+              "t10k-images-idx3-ubyte": (20, 28, 28), "t10k-labels-idx1-ubyte": (20,)}
+    files = {name: (hashlib.md5(body).hexdigest(), shapes[name]) for name, body in bodies.items()}
+    monkeypatch.setattr(builtin_module, "FASHION_MNIST_FILES", files)
+    requested: list[str] = []
+
+    def fake_urlopen(request, timeout):  # noqa: ANN001, ANN202
+        requested.append(request.full_url)
+        return _FakeResponse(bodies[request.full_url.rsplit("/", 1)[1].removesuffix(".gz")])
+
+    def unreachable(request, timeout):  # noqa: ANN001, ANN202
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("urllib.request.urlopen", unreachable)
+    with pytest.raises(DataError, match="cannot download .*network is unreachable"):
+        fetch_dataset("fashion-mnist")
+    monkeypatch.setattr("urllib.request.urlopen", fake_urlopen)
+    folder = fetch_dataset("fashion-mnist")
+    assert folder == tmp_path / "cache" / "archlab" / "fashion-mnist" and len(requested) == 4
+    assert fetch_dataset("fashion-mnist") == folder and len(requested) == 4  # found in the cache: no download
+    assert fetch_dataset("digits") is None and fetch_dataset(str(tmp_path)) is None
+
+
 def test_fashion_mnist_search_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _isolate_search_path(monkeypatch, tmp_path)
     monkeypatch.setenv("ARCHLAB_DATA", str(tmp_path / "shared"))
