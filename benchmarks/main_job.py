@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def code_version() -> str:
-    """The short commit, with ``+changes`` when the working tree differs from it."""
+    """The short commit, with ``+changes`` when the library's source (``src/``) differs from it."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
     return commit + ("+changes" if dirty else "")
 
 
