@@ -56,9 +56,10 @@ def zoo_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("family", "params", "FLOPs", "input", "paper")
+    table = Table()
     table.add_column("model", no_wrap=True, min_width=max(len(n) for n in names))  # names are never cut
-    table.columns.insert(0, table.columns.pop())
+    for column in ("family", "params", "FLOPs", "input", "paper"):
+        table.add_column(column)
     for r in rows:
         table.add_row(r["name"], r["family"], format_count(r["params"], digits=2, giga="B"),
                       format_count(r["flops"], digits=2), format_shape(r["input_shape"]), r["paper"])
