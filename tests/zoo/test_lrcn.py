@@ -13,7 +13,7 @@ from archlab.errors import UserError
 from archlab.zoo.models.lrcn import LRCN
 
 FRAMES, SIZE, EPOCHS = 6, 16, 20
-# two digit-like 5x5 glyphs: a "1" (vertical bar with a foot) and a "0" (ring)
+# three 5x5 glyphs: a "1" (vertical bar with a foot), a "0" (ring) and a "+"
 ONE = torch.tensor([[0, 0, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0]]).float()
 ZERO = torch.tensor([[0, 1, 1, 1, 0], [1, 0, 0, 0, 1], [1, 0, 0, 0, 1], [1, 0, 0, 0, 1], [0, 1, 1, 1, 0]]).float()
 PLUS = torch.tensor([[0, 0, 1, 0, 0], [0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0], [0, 0, 1, 0, 0]]).float()
