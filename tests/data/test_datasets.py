@@ -221,7 +221,9 @@ def _small_fashion_files(tmp_path: Path) -> dict[str, bytes]:
     return bodies
 
 
-def test_fashion_mnist_download_into_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _fake_fashion_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN202
+    """Small Fashion-MNIST files served by a fake ``urlopen`` (not yet installed): ``(bodies, requested,
+    fake_urlopen)``; the search path is isolated and the expected md5 sums are the small files'."""
     _isolate_search_path(monkeypatch, tmp_path)
     bodies = _small_fashion_files(tmp_path / "server")
     shapes = {"train-images-idx3-ubyte": (40, 28, 28), "train-labels-idx1-ubyte": (40,),
@@ -233,6 +235,12 @@ def test_fashion_mnist_download_into_cache(monkeypatch: pytest.MonkeyPatch, tmp_
     def fake_urlopen(request, timeout):  # noqa: ANN001, ANN202
         requested.append(request.full_url)
         return _FakeResponse(bodies[request.full_url.rsplit("/", 1)[1].removesuffix(".gz")])
+
+    return bodies, requested, fake_urlopen
+
+
+def test_fashion_mnist_download_into_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bodies, requested, fake_urlopen = _fake_fashion_server(monkeypatch, tmp_path)
 
     monkeypatch.setattr("urllib.request.urlopen", fake_urlopen)
     data = load_dataset("fashion-mnist", download=True)
@@ -251,17 +259,7 @@ def test_fetch_dataset_downloads_once_and_only_what_is_missing(monkeypatch: pyte
     finds them there; digits and paths need nothing; an unreachable server is a one-line DataError."""
     from archlab.data import fetch_dataset
 
-    _isolate_search_path(monkeypatch, tmp_path)
-    bodies = _small_fashion_files(tmp_path / "server")
-    shapes = {"train-images-idx3-ubyte": (40, 28, 28), "train-labels-idx1-ubyte": (40,),
-              "t10k-images-idx3-ubyte": (20, 28, 28), "t10k-labels-idx1-ubyte": (20,)}
-    files = {name: (hashlib.md5(body).hexdigest(), shapes[name]) for name, body in bodies.items()}
-    monkeypatch.setattr(builtin_module, "FASHION_MNIST_FILES", files)
-    requested: list[str] = []
-
-    def fake_urlopen(request, timeout):  # noqa: ANN001, ANN202
-        requested.append(request.full_url)
-        return _FakeResponse(bodies[request.full_url.rsplit("/", 1)[1].removesuffix(".gz")])
+    _, requested, fake_urlopen = _fake_fashion_server(monkeypatch, tmp_path)
 
     def unreachable(request, timeout):  # noqa: ANN001, ANN202
         raise OSError("network is unreachable")
