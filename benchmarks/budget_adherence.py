@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
+from main_job import timed_search  # benchmarks/ is on the path when a script runs
 from PIL import Image
 
 CASES = {
@@ -48,18 +45,13 @@ def allowed(budget: float) -> float:
 
 
 def run(case: str, budget: float, folder: Path, tmp: Path) -> dict:
-    out = tmp / f"{case}-{budget:g}"
-    args = [a.format(folder=folder) for a in CASES[case]]
-    cmd = [sys.executable, "-m", "archlab.cli", "search", *args, "--budget", f"{budget:g}s", "--out", str(out)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
-    wall = time.perf_counter() - t0
+    args = [a.format(folder=folder) for a in CASES[case]] + ["--budget", f"{budget:g}s"]
+    wall, proc, summary = timed_search(args, tmp / f"{case}-{budget:g}")
     row = {"case": case, "budget_s": budget, "wall_s": wall, "ratio": wall / budget, "allowed_s": allowed(budget),
            "within": wall <= allowed(budget), "exit": proc.returncode}
-    if proc.returncode != 0:
+    if summary is None:
         row["stderr"] = proc.stderr[-1000:]
         return row
-    summary = json.loads((out / "summary.json").read_text())
     final = summary.get("final") or {}
     row.update(search_s=(summary.get("search") or {}).get("elapsed_s"), final_s=final.get("cost_s"),
                run_s=summary.get("elapsed_s"), trials=summary["trials"]["completed"] + summary["trials"]["failed"],

@@ -41,18 +41,24 @@ def describe(arch: dict) -> str:
     return f"{stages}; {rest}" if rest else stages
 
 
+def timed_search(args: list[str], out: Path) -> tuple[float, subprocess.CompletedProcess, dict | None]:
+    """``archlab search ARGS --out OUT`` in a subprocess: its wall time from start to exit, the process, and the
+    run's ``summary.json`` (None when the command failed)."""
+    cmd = [sys.executable, "-m", "archlab.cli", "search", *args, "--out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
+    wall = time.perf_counter() - t0
+    summary = json.loads((out / "summary.json").read_text()) if proc.returncode == 0 else None
+    return wall, proc, summary
+
+
 def run_once(data: str, budget: str, seed: int, extra: list[str]) -> dict:
+    args = ["--data", data, "--budget", budget, "--seed", str(seed), *extra]
+    shown = shlex.join(["archlab", "search", *args])
     with TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        cmd = ["archlab", "search", "--data", data, "--budget", budget, "--seed", str(seed), "--out", str(out),
-               *extra]
-        shown = shlex.join(["archlab", "search", "--data", data, "--budget", budget, "--seed", str(seed), *extra])
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"{shown} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
-        summary = json.loads((out / "summary.json").read_text())
+        wall, proc, summary = timed_search(args, Path(tmp) / "run")
+    if summary is None:
+        raise SystemExit(f"{shown} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
     best, final = summary["best"], summary.get("final") or {}
     return {
         "command": shown, "data": data, "budget": budget, "seed": seed, "code": code_version(),

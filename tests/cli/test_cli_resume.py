@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _ledger_db import completed_trials
 from rich.console import Console
+from test_cli_errors import archlab
 
 from archlab.cli.search import SearchProgress
 
@@ -23,8 +24,7 @@ ARGS = ["--epochs", "1", "--final-epochs", "0", "--mixers", "pooling,mlp", "--no
 
 
 def _archlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "archlab.cli", "search", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=600)
+    return archlab("search", *args)
 
 
 

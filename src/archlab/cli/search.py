@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,14 +88,12 @@ class SearchProgress:
             self.bar.stop()
 
 
-#: Options that define a run and so cannot change when it is resumed -> the SearchConfig field they set.
-_FIXED_ON_RESUME = {
-    "data": "data", "space": "space", "mixers": "mixers", "strategy": "strategy", "objectives": "objectives",
-    "seed": "seed", "epochs": "epochs", "trial_seconds": "trial_seconds", "train_subset": "train_subset",
-    "final_epochs": "final_epochs", "max_params": "max_params", "max_flops": "max_flops",
-    "max_latency_ms": "max_latency_ms", "storage": "storage", "workers": "workers",
-    "no_median_stopping": "median_stopping", "no_proxy_warmup": "proxy_warmup",
-}
+#: Options that define a run and so cannot change when it is resumed (each sets the SearchConfig field of its name,
+#: but for the two negated flags).
+_FIXED_ON_RESUME = ("data", "space", "mixers", "strategy", "objectives", "seed", "epochs", "trial_seconds",
+                    "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage", "workers",
+                    "no_median_stopping", "no_proxy_warmup")
+_NEGATED = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "proxy_warmup"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -116,7 +113,8 @@ def _check_resume_options(ctx: typer.Context, resume: Path, cfg: Any, new_budget
     if "config" not in info:
         return
     saved = SearchConfig.from_dict(info["config"])
-    for option, field in _FIXED_ON_RESUME.items():
+    for option in _FIXED_ON_RESUME:
+        field = _NEGATED.get(option, option)
         if _given(ctx, option) and getattr(cfg, field) != getattr(saved, field):
             flag = "--" + option.replace("_", "-")
             raise UserError(f"{flag} cannot change when resuming: the run in {resume} has {field} = "
@@ -177,7 +175,7 @@ def search(
 ) -> None:
     """Search a space on a dataset under a budget; write the ledger, best model, ONNX, report and summary."""
     from archlab.study import SearchConfig, parse_duration, run_search
-    from archlab.study._folder import RUN_FILE
+    from archlab.study._folder import RUN_FILE, default_run_dir
 
     with user_errors():
         budget_s = parse_duration(budget) if budget is not None else None
@@ -199,7 +197,7 @@ def search(
 
             fetch_dataset(data)
         if resume is None and out_dir is None:
-            out_dir = Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
+            out_dir = default_run_dir()
         folder = resume if resume is not None else out_dir
         progress = SearchProgress(enabled=not as_json and err.is_terminal)
         try:

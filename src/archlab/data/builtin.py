@@ -126,6 +126,12 @@ def _find_idx_set(folder: Path) -> dict[str, Path] | None:
     return found
 
 
+def _find_fashion_mnist(data_dir: str | os.PathLike | None) -> dict[str, Path] | None:
+    """The four IDX files from the first folder of the search path that holds them all, or None."""
+    return next((found for folder in fashion_mnist_search_path(data_dir)
+                 if (found := _find_idx_set(folder)) is not None), None)
+
+
 def download_fashion_mnist(folder: Path | None = None) -> dict[str, Path]:
     """Download the four Fashion-MNIST files (md5 and IDX header checked) into ``folder`` (default: cache)."""
     folder = folder or cache_dir() / "fashion-mnist"
@@ -150,10 +156,10 @@ def load_fashion_mnist(
     download: bool = False,
 ) -> Dataset:
     """Fashion-MNIST: the official 10,000-image test split; validation is ``val_fraction`` of the 60,000."""
-    searched = fashion_mnist_search_path(data_dir)
-    files = next((found for folder in searched if (found := _find_idx_set(folder)) is not None), None)
+    files = _find_fashion_mnist(data_dir)
     if files is None:
         if not download:
+            searched = fashion_mnist_search_path(data_dir)
             raise DataError(
                 "Fashion-MNIST not found: looked for train-images-idx3-ubyte[.gz] and its three companions "
                 f"in {', '.join(str(p) for p in searched)}; install it with "
@@ -402,9 +408,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Path 
     ``None`` is returned. Returns where the files are. A failed or corrupt download is a :class:`DataError`.
     """
     if name == "fashion-mnist":
-        searched = fashion_mnist_search_path(data_dir)
-        files = next((found for folder in searched if (found := _find_idx_set(folder)) is not None), None)
-        files = files or download_fashion_mnist()
+        files = _find_fashion_mnist(data_dir) or download_fashion_mnist()
         return files["train-images-idx3-ubyte"].parent
     if name == "cifar10":
         found = _find_cifar10(data_dir)

@@ -76,7 +76,6 @@ class Preprocessed(nn.Module):
             raise UserError(f"Preprocessed: scale and std must be positive, got {scale!r} and {std!r}")
         view = (1, len(mean)) + (1,) * (input_rank - 1)
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(view))
         self.register_buffer("inv_std", (1.0 / (scale * torch.tensor(std, dtype=torch.float64))).float().view(view))
         self.register_buffer("shift", (torch.tensor(mean, dtype=torch.float64) * scale).float().view(view))
 

@@ -86,7 +86,7 @@ def trial_tally(summary: Mapping[str, Any], trials: list[Mapping[str, Any]]) -> 
 
 
 def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The best architecture: heading, facts, the final retrain's facts and the pretty-printed arch; None
+    """The best architecture: heading, facts, the exported model's facts and the pretty-printed arch; None
     when there is none. Without a recorded best, the completed trial of highest validation accuracy."""
     best = summary.get("best")
     if not isinstance(best, Mapping):
@@ -121,7 +121,7 @@ def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -
         "heading": "Best architecture" + (f" (trial {number})" if number is not None else ""),
         "facts": [(name, value) for name, value in facts if not value.startswith(MISSING)],
         "exported_heading": f"Exported model (best/): {what}",
-        "retrain": [(name, value) for name, value in exported if value != MISSING],
+        "exported": [(name, value) for name, value in exported if value != MISSING],
         "arch": arch_text(best, indent=2) if arch is not None else None,
     }
 

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,16 @@ from archlab.errors import UserError
 from archlab.search import Objective, pareto_front, resolve_objectives
 from archlab.study._ledger import INTERRUPTED, Ledger
 
-__all__ = ["RUN_FILE", "SUMMARY_FILE", "counts", "load_run", "rewrite_report", "run_objectives", "trial_summary",
-           "versions", "write_json", "write_run_report"]
+__all__ = ["RUN_FILE", "SUMMARY_FILE", "counts", "default_run_dir", "load_run", "rewrite_report", "run_objectives",
+           "trial_summary", "versions", "write_json", "write_run_report"]
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+
+
+def default_run_dir() -> Path:
+    """Where a run goes when no folder is given: ``runs/search-<local time to the second>``."""
+    return Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -57,6 +57,7 @@ from archlab.study._folder import (
     RUN_FILE,
     SUMMARY_FILE,
     counts,
+    default_run_dir,
     load_run,
     run_objectives,
     trial_summary,
@@ -87,6 +88,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     folder (the ledger is in memory unless one is given).
     """
     started = time.perf_counter()
+    emit: Progress = progress or (lambda e: None)
     run_info: dict[str, Any] | None = None
     if resume:
         if out is None:
@@ -105,7 +107,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     cfg = cfg or SearchConfig()
     training = evaluator is None  # archlab's training evaluator (else the caller's own: no final training)
     if out is None and training:
-        out = Path("runs") / datetime.now().strftime("search-%Y%m%d-%H%M%S")
+        out = default_run_dir()
     out = Path(out) if out is not None else None
     if not resume and out is not None and out.exists() and any(out.iterdir()):
         raise UserError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
@@ -114,7 +116,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     dataset: Dataset | None = None
     if training or not isinstance(space, Space):
         if not isinstance(data, Dataset):
-            (progress or (lambda e: None))({"event": "stage", "what": f"loading {data or cfg.data}"})
+            emit({"event": "stage", "what": f"loading {data or cfg.data}"})
         dataset = data if isinstance(data, Dataset) else load_dataset(data or cfg.data, seed=cfg.seed)
         cfg = cfg.resolve(len(dataset.y_train))
     if run_info is not None and not isinstance(space, Space):
@@ -177,9 +179,9 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     summary = _summary(cfg, led, space, dataset, result, out)
     if training and result.best is not None and out is not None:
         assert dataset is not None
-        _finalize(summary, cfg, space, dataset, evaluator, result, out, started, progress)
+        _finalize(summary, cfg, space, dataset, evaluator, result, out, started, emit)
     elif result.best is None:
-        (progress or (lambda e: None))({"event": "no_result"})
+        emit({"event": "no_result"})
     summary["elapsed_s"] = time.perf_counter() - started
     if out is not None:
         summary["artifacts"] = {"run": str(out / RUN_FILE), "summary": str(out / SUMMARY_FILE),
@@ -187,7 +189,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                                 "best": str(out / "best") if summary.get("best") and training else None}
         write_json(out / SUMMARY_FILE, summary)
         if report:
-            (progress or (lambda e: None))({"event": "stage", "what": "writing report.html"})
+            emit({"event": "stage", "what": "writing report.html"})
             write_run_report(out, summary, led)
     return summary
 
@@ -256,11 +258,10 @@ def _summary(cfg: SearchConfig, ledger: Ledger, space: Space, data: Dataset | No
 
 
 def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Dataset, evaluator: Any,
-              result: SearchResult, out: Path, started: float, progress: Progress | None) -> None:
+              result: SearchResult, out: Path, started: float, progress: Progress) -> None:
     """Train the best arch longer on all the training data, then save and export the final model."""
     from archlab.export import check_onnx, export_onnx, load_weights, save_weights
 
-    progress = progress or (lambda e: None)
     best = result.best
     assert best is not None
     best_summary = summary["best"]
