@@ -38,7 +38,7 @@ def code_version() -> str:
 def describe(arch: dict) -> str:
     stages = " → ".join(f"{s['mixer']}({s['depth']}×{s['width']})" for s in arch.get("stages", []))
     rest = ", ".join(f"{k} {v}" for k, v in arch.items() if k != "stages")
-    return f"{stages}; {rest}" if rest else stages
+    return "; ".join(part for part in (stages, rest) if part)
 
 
 def timed_search(args: list[str], out: Path) -> tuple[float, subprocess.CompletedProcess, dict | None]:

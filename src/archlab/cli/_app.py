@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -14,7 +16,9 @@ from rich.console import Console
 from archlab.errors import UserError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "flag", "main", "out",
-           "print_json", "user_errors"]
+           "print_json", "process_start", "user_errors"]
+
+_IMPORTED = time.perf_counter()
 
 #: Exit codes of the command.
 EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -47,6 +51,19 @@ def user_errors() -> Iterator[None]:
         yield
     except UserError as e:
         fail(str(e))
+
+
+def process_start() -> float:
+    """When this process started, as a ``time.perf_counter()`` value (so a budget counts Python's start-up and
+    the imports): from ``/proc/self/stat`` on Linux, else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name: field 3 onwards
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+    now = time.perf_counter()
+    return now - age if 0.0 <= age <= now - _IMPORTED + 60.0 else _IMPORTED
 
 
 def print_json(data: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archlab.cli._app import EXIT_INTERRUPTED, app, err, flag, out, print_json, user_errors
+from archlab.cli._app import EXIT_INTERRUPTED, app, err, flag, out, print_json, process_start, user_errors
 from archlab.errors import UserError
 from archlab.report.format import format_count, format_int, format_ms, format_percent
 from archlab.space import list_spaces
@@ -192,16 +193,19 @@ def search(
         cfg = asked if resume is None or new_budget else None
         if resume is not None:
             _check_resume_options(ctx, resume, asked, new_budget)
+        started = process_start()  # the budget counts the command's start-up (a download does not)
         if download:
             from archlab.data import fetch_dataset
 
             fetch_dataset(data)
+            started = time.perf_counter()
         if resume is None and out_dir is None:
             out_dir = default_run_dir()
         folder = resume if resume is not None else out_dir
         progress = SearchProgress(enabled=not as_json and err.is_terminal)
         try:
-            summary = run_search(cfg, folder, resume=resume is not None, progress=progress, report=not no_report)
+            summary = run_search(cfg, folder, resume=resume is not None, progress=progress, report=not no_report,
+                                 started=started)
         except KeyboardInterrupt:
             progress.close()
             if (Path(folder) / RUN_FILE).is_file():
@@ -243,6 +247,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         what = f"trial {best['number']}'s arch trained longer ({epochs} epoch{'' if epochs == 1 else 's'})"
     else:
         what = f"trial {best['number']}'s weights from the search"
+        if final.get("state") == "skipped":
+            what += " (no longer training: " + str(final.get("reason")) + ")"
     line = (f"exported model: {what}: val {_pct(best['val_accuracy'])}, test {_pct(best['test_accuracy'])}, "
             f"{format_int(best['params'])} params, latency {format_ms(best['latency_ms'])} at batch 1")
     if final.get("used") and searched.get("val_accuracy") is not None:

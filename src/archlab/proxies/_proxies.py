@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -147,10 +148,13 @@ class ProxyScorer:
     The model is built under a fixed seed and the batch is the same for every arch, so an arch's scores never
     change (a strategy rebuilt from the ledger makes the same choices). Scores are cached per arch. A proxy that
     fails or is not finite scores ``-inf`` for that arch.
+
+    ``time_budget_s`` bounds the seconds spent scoring in all: once spent, :attr:`exhausted` is true and a
+    strategy stops asking (a short search does not spend its budget ranking candidates it has no time to train).
     """
 
     def __init__(self, space, x: torch.Tensor, y: torch.Tensor, *, names: tuple[str, ...] = ("naswot", "snip"),
-                 batch_size: int = 64, seed: int = 0) -> None:
+                 batch_size: int = 64, seed: int = 0, time_budget_s: float | None = None) -> None:
         unknown = [n for n in names if n.removeprefix("-") not in PROXIES]
         if unknown:
             from archlab.errors import UserError
@@ -160,10 +164,17 @@ class ProxyScorer:
         idx = torch.randperm(len(x), generator=generator)[:batch_size]
         self.space, self.x, self.y = space, x[idx], y[idx]
         self.names, self.seed = tuple(names), seed
+        self.time_budget_s, self.spent_s = time_budget_s, 0.0
         self._cache: dict = {}
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the scoring time budget is spent (never, without one)."""
+        return self.time_budget_s is not None and self.spent_s >= self.time_budget_s
 
     def __call__(self, arch) -> tuple[float, ...]:
         if arch not in self._cache:
+            start = time.perf_counter()
             torch.manual_seed(self.seed)
             model = self.space.build(arch)
             values = []
@@ -176,4 +187,5 @@ class ProxyScorer:
                     v = -math.inf
                 values.append(v if math.isfinite(v) else -math.inf)
             self._cache[arch] = tuple(values)
+            self.spent_s += time.perf_counter() - start
         return self._cache[arch]

@@ -114,8 +114,7 @@ def best_block(summary: Mapping[str, Any], completed: list[Mapping[str, Any]]) -
         exported += [("epochs", str(final["epochs"]) if final.get("epochs") is not None else MISSING),
                      ("training time", format_seconds(final.get("cost_s")))]
     what = ("the arch trained longer on the full training split, continuing from its trial's weights"
-            if used else "the trial's weights from the search" +
-            (" (the longer training scored lower on validation)" if final else ""))
+            if used else "the trial's weights from the search" + _why_not_final(final))
     arch = best.get("arch")
     return {
         "heading": "Best architecture" + (f" (trial {number})" if number is not None else ""),
@@ -154,3 +153,13 @@ def trial_rows(trials: list[Mapping[str, Any]], front: set[int]) -> list[dict[st
         ]
         rows.append({"pareto": on_front, "cells": cells})
     return rows
+
+
+def _why_not_final(final: Mapping[str, Any]) -> str:
+    """Why the exported model is the search's: no final training, or one that was skipped, failed or lost."""
+    if not final:
+        return ""
+    verb = {"skipped": "was skipped", "failed": "failed", "infeasible": "was infeasible"}.get(final.get("state"))
+    if verb:
+        return f" (the longer training {verb}: {final.get('reason')})"
+    return " (the longer training scored lower on validation)"

@@ -9,7 +9,8 @@ drawn among the non-dominated members of the sample.
 With a ``scorer`` (zero-cost proxies, :class:`archlab.proxies.ProxyScorer`) the initial population is warmed up
 as in Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS" (ICLR 2021): each initial member is the best
 of ``warmup_candidates`` random samples by the scorer (the sum of each proxy's rank among the candidates), so
-the small budgets of a laptop do not spend their first trials on untrainable archs. Scores are a function of the
+the small budgets of a laptop do not spend their first trials on untrainable archs. A scorer whose time budget is
+spent (``scorer.exhausted``) ranks only the candidates it scored in time. Scores are a function of the
 arch alone, so a strategy rebuilt from the ledger proposes exactly what the uninterrupted one would have.
 """
 
@@ -101,9 +102,14 @@ class RegularizedEvolution(Strategy):
                 candidates.append(arch)
                 if len(candidates) == self.warmup_candidates:
                     break
-        if len(candidates) <= 1:
+        scores = []
+        for arch in candidates:  # a scorer with a time budget (ProxyScorer.exhausted) ranks those it scored
+            if len(candidates) <= 1 or getattr(self.scorer, "exhausted", False):
+                break
+            scores.append(tuple(self.scorer(arch)))
+        if len(scores) <= 1:
             return candidates[0] if candidates else self.space.sample(rng)
-        scores = [tuple(self.scorer(a)) for a in candidates]
+        candidates = candidates[:len(scores)]
         ranks = [0.0] * len(candidates)
         for k in range(len(scores[0])):
             column = [s[k] for s in scores]

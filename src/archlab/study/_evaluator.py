@@ -24,11 +24,12 @@ from typing import Any, Protocol, runtime_checkable
 from torch import nn
 
 from archlab.data import Dataset
+from archlab.errors import UserError
 from archlab.export import load_weights
 from archlab.measure import count_flops, count_params, measure_latency
 from archlab.search import Constraint, resolve_constraints
 from archlab.space import Arch, Space
-from archlab.train import TrainConfig, TrialFailed, evaluate, seed_everything, train_model
+from archlab.train import TrainConfig, TrialFailed, eval_batch_size, evaluate, seed_everything, train_model
 
 __all__ = ["EvalResult", "Evaluator", "TrainingEvaluator", "check_constraints", "evaluator_factory",
            "failure_reason"]
@@ -96,14 +97,15 @@ def evaluator_factory(evaluator: Evaluator) -> Callable[[], Evaluator]:
 
 class TrainingEvaluator:
     """Trains archs of ``space`` on ``data`` with ``train_config``; ``constraints`` (on ``params``, ``flops``,
-    ``latency_ms``, measured before training) make an arch infeasible untrained."""
+    ``latency_ms``, measured before training) make an arch infeasible untrained. ``measure=False`` skips those
+    measurements (an arch whose costs are already known, trained again)."""
 
     curves = True
 
     def __init__(self, space: Space, data: Dataset, train_config: TrainConfig,
                  constraints: Sequence[Any] = (), train_subset: int | None = None,
                  latency_repeats: int = 20, keep_model: bool = True,
-                 factory: Callable[[], TrainingEvaluator] | None = None) -> None:
+                 factory: Callable[[], TrainingEvaluator] | None = None, measure: bool = True) -> None:
         self.space = space
         self.data = data
         self.config = train_config
@@ -112,6 +114,9 @@ class TrainingEvaluator:
         self.latency_repeats = latency_repeats
         self.keep_model = keep_model
         self._factory = factory
+        self.measures = measure
+        if not measure and self.constraints:
+            raise UserError("a TrainingEvaluator with constraints must measure (measure=True)")
 
     def factory(self) -> Callable[[], TrainingEvaluator] | None:
         """The factory given (a run's configuration rebuilds the evaluator in a worker), or None."""
@@ -126,10 +131,10 @@ class TrainingEvaluator:
                  on_epoch: Monitor | None = None, init_weights: str | os.PathLike | None = None, *,
                  monitor: Monitor | None = None, seconds: float | None = None) -> EvalResult:
         """Evaluate ``arch``; ``init_weights`` (a safetensors file) starts training from saved weights, ``config``
-        replaces the training configuration, ``seconds`` caps its time fidelity."""
+        replaces the training configuration. ``seconds`` caps the whole evaluation under a time fidelity: what the
+        measurements took is taken from the training's seconds, and the training leaves time for the validation
+        and test evaluations (a search's last trial ends with its budget)."""
         cfg = config or self.config
-        if seconds is not None and cfg.max_seconds is not None:
-            cfg = replace(cfg, max_seconds=max(1.0, min(cfg.max_seconds, seconds)))
         keep = self.keep_model if keep_model is None else keep_model
         on_epoch = on_epoch or monitor
         start = time.perf_counter()
@@ -139,20 +144,21 @@ class TrainingEvaluator:
             model = self.space.build(arch)
             if init_weights is not None:
                 load_weights(model, init_weights)
-            metrics.update(self.measure(model))
+            if self.measures:
+                metrics.update(self.measure(model))
             reason = check_constraints(self.constraints, metrics)
             if reason:
                 metrics["cost_s"] = time.perf_counter() - start
                 return EvalResult("infeasible", metrics, reason=reason)
-            d = self.train_data
-            result = train_model(model, d.x_train, d.y_train, d.x_val, d.y_val, cfg, on_epoch=on_epoch)
-            if self.train_data is not self.data:  # validation on the full validation split
-                val_loss, val_acc = evaluate(model, self.data.x_val, self.data.y_val)
-            else:
-                val_loss, val_acc = result.val_loss, result.val_accuracy
-            test_loss, test_acc = evaluate(model, self.data.x_test, self.data.y_test)
-            metrics.update(val_accuracy=val_acc, val_loss=val_loss, test_accuracy=test_acc, test_loss=test_loss,
-                           epochs=result.epochs, stopped=result.stopped)
+            if seconds is not None and cfg.max_seconds is not None:
+                left = seconds - (time.perf_counter() - start)
+                cfg = replace(cfg, max_seconds=max(0.5, min(cfg.max_seconds, left)))
+            d, full = self.train_data, self.data  # a training subset keeps the full validation and test splits
+            result = train_model(model, d.x_train, d.y_train, full.x_val, full.y_val, cfg, on_epoch=on_epoch,
+                                 eval_after=len(full.y_test))
+            test_loss, test_acc = evaluate(model, full.x_test, full.y_test, eval_batch_size(cfg))
+            metrics.update(val_accuracy=result.val_accuracy, val_loss=result.val_loss, test_accuracy=test_acc,
+                           test_loss=test_loss, epochs=result.epochs, stopped=result.stopped)
             metrics["cost_s"] = time.perf_counter() - start
             return EvalResult("complete", metrics, curve=result.curve, model=model if keep else None)
         except Exception as e:  # any failure of one arch fails its trial, never the search

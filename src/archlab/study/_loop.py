@@ -14,6 +14,8 @@ that rebuild the evaluator from its picklable factory.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -75,8 +77,9 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
 
     With ``resume`` the ledger's finished trials are replayed into the strategy (and the median-stopping rule)
     first, trials left running by a killed process are marked interrupted, and the clocks start where they
-    stopped. ``on_result(record, result, weights)`` sees every finished trial (``weights``: a worker's
-    safetensors bytes of the trained model, when it returned one).
+    stopped. Under a wall-clock budget no trial starts with less than half the quickest trial's wall time left
+    (it would end past the budget, or too short to compete). ``on_result(record, result, weights)`` sees every
+    finished trial (``weights``: a worker's safetensors bytes of the trained model, when it returned one).
     """
     constraints = resolve_constraints(constraints)
     progress = progress or (lambda event: None)
@@ -133,14 +136,24 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
                   "cost_s": clock.cost, "budget_s": budget.seconds, "done": clock.trials,
                   "n_trials": budget.trials, "fraction": clock.fraction()})
 
+    quickest = math.inf  # the wall seconds of the quickest trial so far
+
+    def time_for_another() -> bool:
+        left = clock.remaining_seconds()
+        return left is None or quickest == math.inf or left >= 0.5 * quickest
+
     def evaluate_here(arch: Arch) -> EvalResult:
+        nonlocal quickest
         monitor = median_stopping.monitor() if median_stopping is not None else None
+        started = time.perf_counter()
         try:
             return evaluator(arch, monitor=monitor, seconds=clock.remaining_seconds())
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # whatever one arch raises fails its trial, never the search
             return EvalResult("failed", reason=failure_reason(e))
+        finally:
+            quickest = min(quickest, time.perf_counter() - started)
 
     pool = None
     if workers > 1:
@@ -148,11 +161,12 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
 
         pool = TrialPool(evaluator_factory(evaluator), workers)
     in_flight: dict[Future, PendingTrial] = {}
+    submitted: dict[Future, float] = {}
     exhausted, restarts = False, 0
     try:
         while True:
             while not exhausted and len(in_flight) < workers and clock.may_start(len(in_flight)) \
-                    and (not strategy.dedupe or len(strategy.history) + len(in_flight) < size):
+                    and time_for_another() and (not strategy.dedupe or len(strategy.history) + len(in_flight) < size):
                 try:
                     arch = strategy.ask()
                 except SearchExhausted:
@@ -163,13 +177,15 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
                 if pool is None:
                     finish(pending, evaluate_here(arch), None)
                 else:
-                    in_flight[pool.submit(arch, median_stopping, clock.remaining_seconds())] = pending
+                    future = pool.submit(arch, median_stopping, clock.remaining_seconds())
+                    in_flight[future], submitted[future] = pending, time.perf_counter()
             if not in_flight:
                 break
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
                 pending = in_flight.pop(future)
+                quickest = min(quickest, time.perf_counter() - submitted.pop(future))
                 try:
                     result, weights = future.result()
                 except BrokenProcessPool as e:  # a worker was killed (out of memory, signal)

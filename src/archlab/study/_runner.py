@@ -68,7 +68,7 @@ from archlab.study._folder import (
 from archlab.study._ledger import Ledger
 from archlab.study._loop import SearchResult, best_record, search
 
-__all__ = ["run_search"]
+__all__ = ["run_search", "tail_seconds"]
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -78,7 +78,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                budget: Budget | str | float | None = None, ledger: Ledger | Any = None,
                objectives: Sequence[Any] | None = None, constraints: Sequence[Any] | None = None,
                strategy: Strategy | str | None = None, data: str | Dataset | None = None, resume: bool = False,
-               progress: Progress | None = None, report: bool = True) -> dict[str, Any]:
+               progress: Progress | None = None, report: bool = True, started: float | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search and return its summary (also in ``summary.json``).
 
     ``cfg`` gives the defaults by name; ``space`` (a :class:`Space` or a predefined space's name), ``evaluator``,
@@ -86,8 +86,12 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     ``objectives``, ``constraints``, ``strategy`` (a name or a :class:`Strategy`) and ``data`` (a dataset name or
     a :class:`~archlab.data.Dataset`) override it. With ``out=None`` and an evaluator of its own the run writes no
     folder (the ledger is in memory unless one is given).
+
+    A time budget (``cfg.budget_s``) covers the whole run from ``started`` (a ``time.perf_counter()`` value; by
+    default the call, the CLI passes its process's start): loading, the search, the final training, export and
+    report. The search gets what is left after the final training's share and the time export and report need.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     emit: Progress = progress or (lambda e: None)
     run_info: dict[str, Any] | None = None
     if resume:
@@ -132,7 +136,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     objs = resolve_objectives(objectives if objectives is not None else
                               (run_objectives(run_info) if run_info is not None else cfg.objectives))
     cons = resolve_constraints(constraints) if constraints is not None else cfg.constraint_list
-    search_budget = cfg.budget() if budget is None else Budget.parse(budget)
+    search_budget = Budget.parse(budget) if budget is not None else cfg.budget()
     if training:
         assert dataset is not None
         spec = getattr(space, "spec", None)  # a predefined space: workers rebuild it from its arguments
@@ -172,14 +176,20 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
             shutil.rmtree(out, ignore_errors=True)
         raise
 
+    if budget is None and training and cfg.budget_s is not None:  # what was spent before the search counts
+        seconds = max(1.0, cfg.search_budget_s - tail_seconds(cfg) - (time.perf_counter() - started))
+        search_budget = replace(search_budget, seconds=seconds)
     saver = _BestSaver(out, objs)
     stopper = MedianStopping() if training and cfg.median_stopping else None
+    search_started = time.perf_counter()
     result = search(space, evaluator, strat, led, search_budget, constraints=cons, workers=cfg.workers,
                     median_stopping=stopper, progress=progress, on_result=saver, resume=resume)
+    # the run's clock: this session's time, and the searching of the sessions before it
+    run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
     summary = _summary(cfg, led, space, dataset, result, out)
     if training and result.best is not None and out is not None:
         assert dataset is not None
-        _finalize(summary, cfg, space, dataset, evaluator, result, out, started, emit)
+        _finalize(summary, cfg, space, dataset, evaluator, result, out, run_clock, emit)
     elif result.best is None:
         emit({"event": "no_result"})
     summary["elapsed_s"] = time.perf_counter() - started
@@ -194,6 +204,13 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     return summary
 
 
+def tail_seconds(cfg: SearchConfig) -> float:
+    """The seconds a run keeps for what follows its training: saving the model, exporting it to ONNX (and
+    checking the export) and writing the report; about 2.5 s on a 2-core laptop, more for a bigger run's report."""
+    assert cfg.budget_s is not None
+    return (2.5 if cfg.export_onnx else 1.0) + 0.01 * cfg.budget_s
+
+
 def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | None, objectives: Sequence[Any],
                    constraints: Sequence[Any], training: bool, expected_trials: int) -> Strategy:
     extra: dict[str, Any] = {}
@@ -203,7 +220,10 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
         # time fidelity they also favour archs too big to train for more than a few epochs in a trial, so the
         # candidates' FLOPs rank counts too ("-flops": cheaper is better).
         names = ("naswot", "snip", "-flops") if cfg.trial_seconds_effective() is not None else ("naswot", "snip")
-        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed)
+        # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score)
+        limit = 0.1 * cfg.search_budget_s if cfg.search_budget_s is not None else None
+        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed,
+                                      time_budget_s=limit)
     return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
                            expected_trials=expected_trials, **extra)
 
@@ -272,17 +292,18 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
         json.loads(ckpt_meta.read_text()).get("arch") == best.arch.to_dict()
     if have_ckpt:
         load_weights(model, ckpt)
-    if cfg.final_epochs:
-        seconds = None
-        if cfg.budget_s is not None:
-            spent = max(time.perf_counter() - started, result.elapsed_s)  # this session, or all sessions
-            reserve = 5.0 + 0.01 * cfg.budget_s  # final evaluation, export and report
-            seconds = max(5.0, cfg.budget_s - spent - reserve)
+    seconds = None
+    if cfg.final_epochs and cfg.budget_s is not None:
+        seconds = cfg.budget_s - (time.perf_counter() - started) - tail_seconds(cfg)
+    if cfg.final_epochs and seconds is not None and seconds < 1.0:
+        summary["final"] = {"state": "skipped", "reason": f"the budget is spent ({max(0.0, seconds):.1f} s left)",
+                            "used": False}
+    elif cfg.final_epochs:
         final_cfg = final_train_config(evaluator.config, data, cfg.final_epochs, seconds)
         progress({"event": "final_start", "number": best.number, "seconds": seconds, "epochs": cfg.final_epochs})
-        full = TrainingEvaluator(space, data, final_cfg)
+        full = TrainingEvaluator(space, data, final_cfg, measure=False)  # its costs are the trial's
         # the final training continues from the search's weights for the arch: nothing learned is thrown away
-        final = full(best.arch, keep_model=True, init_weights=ckpt if have_ckpt else None,
+        final = full(best.arch, keep_model=True, init_weights=ckpt if have_ckpt else None, seconds=seconds,
                      on_epoch=lambda p: progress({"event": "final_epoch", **p}))
         if final.state == "complete":
             info: dict[str, Any] = {k: final.metrics.get(k) for k in ("val_accuracy", "test_accuracy", "epochs",

@@ -18,7 +18,9 @@ failure detection). Here the loop is written once; what differs is
 - hooks (:class:`Hook`) called at fixed points of every step and epoch.
 
 The fidelity is ``epochs``, ``steps`` and/or ``max_seconds``, whichever ends first; ``time_limit_s`` is a hard
-limit past which the run fails. The learning rate follows :func:`warmup_cosine` over *progress*, the further
+limit past which the run fails. Under ``max_seconds`` a hook that must still work after the last step (the
+evaluation at the end of an epoch) says how long in ``state.reserve_s``, and the steps end that much earlier, so
+the run, evaluation included, ends on time. The learning rate follows :func:`warmup_cosine` over *progress*, the further
 along of steps and seconds, so a run stopped by time still ends with a decayed rate. A non-finite loss or a run
 past ``time_limit_s`` raises :class:`TrialFailed` (a search records the trial as failed and goes on).
 """
@@ -93,6 +95,7 @@ class FitState:
     seconds: float = 0.0  # seconds since fit began, at the last update
     point: dict[str, float] = field(default_factory=dict)  # the last step's {"step", "loss", "lr", "seconds"}
     start: float = 0.0  # time.perf_counter() when fit began
+    reserve_s: float = 0.0  # seconds a hook needs after the last step (an evaluation): max_seconds stops earlier
 
     def elapsed(self) -> float:
         """Seconds since :func:`fit` began, now."""
@@ -258,7 +261,7 @@ def fit(model: nn.Module, batches: Iterable[Any] | Callable[[Any], Any],
     curve: list[dict[str, float]] = []
 
     def fidelity_reached() -> str | None:
-        if max_seconds is not None and state.seconds >= max_seconds:
+        if max_seconds is not None and state.seconds + state.reserve_s >= max_seconds:
             return "max_seconds"
         if steps is not None and state.step >= steps:
             return "steps"
@@ -333,7 +336,7 @@ def fit(model: nn.Module, batches: Iterable[Any] | Callable[[Any], Any],
                             "list, a DataLoader or a callable epoch -> batches)")
         state.seconds = state.elapsed()
         stopped = _first_reason(on_epoch, state) or cut
-        if stopped is None and max_seconds is not None and state.elapsed() >= max_seconds:
+        if stopped is None and max_seconds is not None and state.elapsed() + state.reserve_s >= max_seconds:
             stopped = "max_seconds"
     return _result(state, curve, stopped, epochs=state.epoch)
 

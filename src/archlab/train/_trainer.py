@@ -20,7 +20,8 @@ from torch import nn
 
 from archlab.train._fit import FitState, Hook, TrialFailed, fit, make_adamw, seed_everything
 
-__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "evaluate", "make_adamw", "seed_everything", "train_model"]
+__all__ = ["TrainConfig", "TrainResult", "TrialFailed", "eval_batch_size", "evaluate", "make_adamw", "seed_everything",
+           "train_model"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class TrainResult:
     cost_s: float
     curve: list[dict[str, float]] = field(default_factory=list)
     stopped: str = "epochs"  # epochs | early_stopping | max_seconds
+
+
+def eval_batch_size(config: TrainConfig) -> int:
+    """The evaluation batch for a training configuration: twice the training batch, 64 to 512. Larger batches
+    buy nothing on a CPU and cost up to three times the time on long sequences (a scan's states leave the cache)."""
+    return min(512, max(64, 2 * config.batch_size))
 
 
 @torch.no_grad()
@@ -96,10 +103,14 @@ class _Classifier(Hook):
     best weights, the caller's ``on_epoch`` and the patience."""
 
     def __init__(self, model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, cfg: TrainConfig,
-                 total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None) -> None:
+                 total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None, eval_after: int = 0) -> None:
         self.model, self.x_val, self.y_val, self.cfg = model, x_val, y_val, cfg
         self.total_steps, self.user_on_epoch = total_steps, on_epoch
         self.running, self.seen = 0.0, 0
+        # under a time fidelity, the time to evaluate the validation split (and the caller's eval_after samples)
+        # is kept free: estimated from the training speed until the first evaluation measures it
+        self.eval_samples = len(x_val) + eval_after
+        self.trained, self.eval_per_sample = 0, None
         self.best_acc, self.best_loss, self.best_state, self.best_epoch = -1.0, math.inf, None, 0
         self.curve: list[dict[str, float]] = []
         self.start = time.perf_counter()
@@ -108,10 +119,19 @@ class _Classifier(Hook):
         n = len(state.batch[1])
         self.running += state.loss * n
         self.seen += n
+        self.trained += n
+        if self.cfg.max_seconds is not None:
+            # a forward pass of evaluation costs at most about half a training step's forward-backward-update
+            per_sample = self.eval_per_sample or 0.5 * state.seconds / self.trained
+            state.reserve_s = per_sample * self.eval_samples
 
     def on_epoch(self, state: FitState) -> str | None:
         cfg, epoch = self.cfg, state.epoch
-        val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val)
+        t0 = time.perf_counter()
+        val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, eval_batch_size(cfg))
+        self.eval_per_sample = (time.perf_counter() - t0) / max(1, len(self.x_val))
+        if cfg.max_seconds is not None:
+            state.reserve_s = self.eval_per_sample * self.eval_samples
         if not math.isfinite(val_loss):
             raise TrialFailed(f"non-finite validation loss at epoch {epoch}")
         seconds = time.perf_counter() - self.start
@@ -137,18 +157,21 @@ class _Classifier(Hook):
 
 def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                 y_val: torch.Tensor, config: TrainConfig = TrainConfig(),
-                on_epoch: Callable[[dict[str, float]], Any] | None = None) -> TrainResult:
+                on_epoch: Callable[[dict[str, float]], Any] | None = None, *, eval_after: int = 0) -> TrainResult:
     """Train ``model`` in place with AdamW and a cosine schedule; the best-validation weights are kept.
 
     Cross-entropy (with ``label_smoothing``) on shuffled mini-batches, augmented as ``config`` says, through
     :func:`~archlab.train.fit`. ``on_epoch(point)`` is called after every epoch with that epoch's curve point;
     if it returns a non-empty string, training stops there and the string is the result's ``stopped`` reason
     (a search's early stopping of unpromising trials).
+
+    Under a time fidelity (``config.max_seconds``) the run ends on time with its last validation included, and
+    with time left to evaluate ``eval_after`` more samples (a test split the caller scores next).
     """
     cfg = config
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
-    clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch)
+    clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch, eval_after)
 
     def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(x_train), generator=gen)
