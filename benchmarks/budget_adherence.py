@@ -54,6 +54,7 @@ def run(case: str, budget: float, folder: Path, tmp: Path) -> dict:
         return row
     final = summary.get("final") or {}
     row.update(search_s=(summary.get("search") or {}).get("elapsed_s"), final_s=final.get("cost_s"),
+               final_state=final.get("state", "complete" if final else None),
                run_s=summary.get("elapsed_s"), trials=summary["trials"]["completed"] + summary["trials"]["failed"],
                test_accuracy=summary["best"]["test_accuracy"] if summary.get("best") else None)
     return row

@@ -27,9 +27,9 @@ def test_help_has_an_example_and_describes_every_option(command: list[str]) -> N
     assert re.search(r"Examples?: archlab ", text), text
     for line in text.splitlines():
         match = re.match(r"│ (--[a-z-]+)\s+(<\w+>)?\s*(.*?)\s*│$", line)
-        if match is None or match[1] == "--help":
+        if match is None:
             continue
-        option, placeholder, description = match.groups()
+        option, placeholder, description = match.groups()  # --help too: typer's own flag shows no placeholder
         assert description, f"{' '.join(command)} {option} has no help text"
         assert placeholder != "<bool>", f"{' '.join(command)} {option} shows a value placeholder for a flag"
 

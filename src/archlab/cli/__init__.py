@@ -13,6 +13,8 @@ interrupted. Domain imports happen inside the commands so that ``archlab --help`
 
 # The command groups register themselves on ``app`` when imported; the order here is the order of ``--help``.
 from archlab.cli import search, export, report, zoo, bench  # noqa: E402, F401, I001
-from archlab.cli._app import app, main
+from archlab.cli._app import app, flag_help, main
+
+flag_help(app)
 
 __all__ = ["app", "main"]

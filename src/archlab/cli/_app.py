@@ -12,16 +12,53 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from archlab.errors import UserError
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "flag", "main", "out",
-           "print_json", "process_start", "user_errors"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "err", "fail", "flag", "flag_help", "main",
+           "out", "print_json", "process_start", "user_errors"]
 
 _IMPORTED = time.perf_counter()
 
 #: Exit codes of the command.
 EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _as_flag(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""  # typer would show ``--help <bool>``
+    return option
+
+
+class _Command(TyperCommand):
+    """A command whose ``--help`` is shown as the flag it is."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _as_flag(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    """A group whose ``--help`` is shown as the flag it is."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _as_flag(super().get_help_option(ctx))
+
+
+def flag_help(typer_app: typer.Typer) -> None:
+    """Make every command and group of ``typer_app`` (registered so far) show ``--help`` as a flag."""
+    def default(cls: Any) -> bool:  # unset, typer's own, or typer's placeholder for its own
+        return getattr(cls, "value", cls) in (None, TyperGroup, TyperCommand)
+
+    if default(typer_app.info.cls):
+        typer_app.info.cls = _Group
+    for command in typer_app.registered_commands:
+        if default(command.cls):
+            command.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            flag_help(group.typer_instance)
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="archlab: declare, search, export and compare neural-network architectures.",
