@@ -1,9 +1,30 @@
 """archlab.proxies: zero-cost proxies, scores computed from an untrained network and one batch of data.
 
-Each proxy takes ``(model, x, y)`` and returns a float where larger means "predicted to train better". They are
-model-agnostic: nothing is assumed about the network beyond ``model(x) -> logits``.
+Each proxy takes ``(model, x, y)`` (and a keyword ``seed``) and returns a float where larger means "predicted to
+train better" (``flops`` and ``params`` are cost baselines). They are model-agnostic: nothing is assumed about the
+network beyond ``model(x) -> logits``. See :mod:`archlab.proxies._proxies` for the list, the papers and the
+reference code each follows, and where they depart from it.
 """
 
-from archlab.proxies._proxies import PROXIES, ProxyScorer, compute_proxies, grad_norm, jacob_cov, naswot, snip, synflow
+from archlab.proxies._proxies import (
+                                      PROXIES,
+                                      ProxyScorer,
+                                      compute_proxies,
+                                      epe_nas,
+                                      fisher,
+                                      flops,
+                                      grad_norm,
+                                      grasp,
+                                      jacob_cov,
+                                      l2_norm,
+                                      naswot,
+                                      nwot,
+                                      params,
+                                      plain,
+                                      snip,
+                                      synflow,
+                                      zen,
+)
 
-__all__ = ["PROXIES", "ProxyScorer", "compute_proxies", "grad_norm", "jacob_cov", "naswot", "snip", "synflow"]
+__all__ = ["PROXIES", "ProxyScorer", "compute_proxies", "epe_nas", "fisher", "flops", "grad_norm", "grasp",
+           "jacob_cov", "l2_norm", "naswot", "nwot", "params", "plain", "snip", "synflow", "zen"]

@@ -1,144 +1,120 @@
-"""Zero-cost proxies for neural architecture search.
+"""Zero-cost proxies for neural architecture search: the registry, the shared computation and the search scorer.
 
-- ``naswot``: Mellor et al., "Neural Architecture Search without Training", ICML 2021 — log |det K| of the
-  kernel of binary activation codes (K_ij = number of units on which inputs i and j agree).
-- ``synflow``: Tanaka et al., "Pruning neural networks without any data by iteratively conserving synaptic flow",
-  NeurIPS 2020 — sum of |θ ⊙ ∂R/∂θ| for R = sum of the output of the network with |θ| on an all-ones input.
-- ``grad_norm``, ``snip``, ``jacob_cov``: as collected by Abdelfattah et al., "Zero-Cost Proxies for Lightweight
-  NAS", ICLR 2021 (reference: SamsungLabs/zero-cost-nas ``foresight/pruners/measures/*.py``).
-- ``flops``, ``params``: the cost baselines that every zero-cost study compares against (Ning et al.,
-  "Evaluating Efficient Performance Estimators of Neural Architectures", NeurIPS 2021): FLOPs of one example's
-  forward pass and the parameter count.
+Proxies (larger means "predicted to train better", except the cost baselines):
+
+- ``snip``, ``grad_norm``, ``plain``, ``grasp``, ``fisher``, ``l2_norm`` (:mod:`archlab.proxies._gradient`):
+  gradient saliencies of the conv/linear weights, as collected by Abdelfattah et al., "Zero-Cost Proxies for
+  Lightweight NAS", ICLR 2021 (reference: SamsungLabs/zero-cost-nas ``foresight/pruners/measures/*.py``, NASLib
+  ``naslib/predictors/utils/pruners/measures/*.py``).
+- ``nwot`` (= ``naswot``), ``jacob_cov``, ``epe_nas`` (:mod:`archlab.proxies._jacobian`): Mellor et al., ICML 2021
+  and its first version; Lopes et al., ICANN 2021.
+- ``synflow``, ``zen`` (:mod:`archlab.proxies._data_free`): Tanaka et al., NeurIPS 2020; Lin et al., ICCV 2021.
+- ``flops``, ``params``: the cost baselines every zero-cost study compares against (Ning et al., "Evaluating
+  Efficient Performance Estimators of Neural Architectures", NeurIPS 2021): FLOPs of one example's forward pass and
+  the parameter count.
+
+:func:`compute_proxies` shares work: ``snip``, ``grad_norm``, ``plain``, ``fisher``, ``grasp``'s first pass,
+``nwot``, ``jacob_cov`` and ``epe_nas`` all come from one forward of the batch (one cross-entropy backward, one
+input-Jacobian backward; GraSP adds its second forward). A proxy that fails on a model (an exception, no gradient
+path, integer inputs where a Jacobian or Gaussian input is needed) is NaN, and the others are still computed; a
+proxy may also be NaN or ±inf by its own definition (``nwot`` of a singular kernel is −inf).
+
+Every proxy leaves the model's parameters and buffers (bitwise), each module's train/eval mode, the parameters'
+``requires_grad`` and ``.grad``, and the global torch RNG state as they were, and is deterministic given ``seed``.
 
 :class:`ProxyScorer` takes a name with a leading ``-`` as "smaller is better" (``"-flops"``: cheaper archs
 score higher), which is how a time-limited search prefers archs it can train for more epochs.
-
-Every proxy leaves the model's weights and mode as they were.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PROXIES", "ProxyScorer", "compute_proxies", "flops", "grad_norm", "jacob_cov", "naswot", "params",
-           "snip", "synflow"]
+from archlab.proxies._common import kept_modes
+from archlab.proxies._data_free import synflow, synflow_score, zen, zen_score
+from archlab.proxies._gradient import (
+    fisher,
+    fisher_from,
+    grad_norm,
+    grad_norm_from,
+    grasp,
+    grasp_from,
+    l2_norm,
+    plain,
+    plain_from,
+    snip,
+    snip_from,
+)
+from archlab.proxies._jacobian import epe_nas, epe_nas_from, jacob_cov, jacob_cov_from, naswot, nwot, nwot_from
+from archlab.proxies._passes import batch_pass
 
-_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish)
-
-
-def _is_activation(module: nn.Module) -> bool:
-    return isinstance(module, _ACTIVATIONS) or type(module).__name__ in {"StarReLU", "SquaredReLU"}
-
-
-def naswot(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-    """log |det K_H| over the batch, with K_H = N_A − Hamming distance of the inputs' binary activation codes.
-
-    A unit is "on" when its activation's input is positive (the ReLU code of the paper; for smooth activations
-    such as GELU the same sign pattern).
-    """
-    codes: list[torch.Tensor] = []
-
-    def hook(_module, inputs, _output):
-        codes.append((inputs[0].detach() > 0).flatten(1).float())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _is_activation(m)]
-    was_training = model.training
-    try:
-        model.train()  # batch statistics, as the paper computes it at initialisation
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    if not codes:
-        return 0.0
-    c = torch.cat(codes, dim=1).double()
-    k = c @ c.t() + (1 - c) @ (1 - c).t()  # agreements = N_A - Hamming distance
-    sign, logdet = torch.linalg.slogdet(k)
-    return float(logdet) if sign > 0 else -math.inf
+__all__ = ["PROXIES", "ProxyScorer", "compute_proxies", "epe_nas", "fisher", "flops", "grad_norm", "grasp",
+           "jacob_cov", "l2_norm", "naswot", "nwot", "params", "plain", "snip", "synflow", "zen"]
 
 
-def _loss_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    pairs = [(p.detach(), p.grad.detach().clone()) for p in model.parameters() if p.grad is not None]
-    model.zero_grad(set_to_none=True)
-    return pairs
-
-
-def grad_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Sum over parameter tensors of the L2 norm of the cross-entropy gradient."""
-    return float(sum(g.norm() for _, g in _loss_gradients(model, x, y)))
-
-
-def snip(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Sum of |θ ⊙ ∂L/∂θ| (connection sensitivity)."""
-    return float(sum((p * g).abs().sum() for p, g in _loss_gradients(model, x, y)))
-
-
-def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-    """Sum of |θ ⊙ ∂R/∂θ|, R = Σ f_|θ|(1): data-free, on a float64 copy with every parameter made positive."""
-    net = copy.deepcopy(model).double().eval()  # eval: normalisation layers use their (init) running stats
-    with torch.no_grad():
-        for p in net.parameters():
-            p.abs_()
-    ones = torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device)
-    net.zero_grad(set_to_none=True)
-    net(ones).sum().backward()
-    total = sum((p.detach() * p.grad).abs().sum() for p in net.parameters() if p.grad is not None)
-    value = float(total)
-    return math.log(value) if value > 0 and math.isfinite(value) else (math.inf if value > 0 else -math.inf)
-
-
-def jacob_cov(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-    """−Σ_i [log(λ_i + k) + 1/(λ_i + k)], λ the eigenvalues of the correlation of per-input Jacobians, k=1e-5."""
-    inp = x.clone().requires_grad_(True)
-    model.zero_grad(set_to_none=True)
-    model(inp).sum().backward()
-    jac = inp.grad.detach().flatten(1).double()
-    model.zero_grad(set_to_none=True)
-    corr = torch.corrcoef(jac)
-    corr = torch.nan_to_num(corr, nan=0.0)
-    eig = torch.linalg.eigvalsh(corr).clamp_min(0.0)
-    k = 1e-5
-    return float(-(torch.log(eig + k) + 1.0 / (eig + k)).sum())
-
-
-def flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
-    """FLOPs of the forward pass for one example of ``x`` (counted on the meta device: no compute)."""
+def flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, seed: int = 0) -> float:
+    """FLOPs of the forward pass for one example of ``x`` (counted by :func:`archlab.measure.count_flops`)."""
     from archlab.measure import count_flops
 
-    return float(count_flops(model, tuple(x.shape[1:]), input_dtype="long" if not x.is_floating_point()
-                             else "float"))
+    with torch.random.fork_rng(devices=[]), kept_modes(model):
+        return float(count_flops(model, tuple(x.shape[1:]), input_dtype="long" if not x.is_floating_point()
+                                 else "float"))
 
 
-def params(model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> float:
+def params(model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
+           seed: int = 0) -> float:
     """The number of parameters."""
     return float(sum(p.numel() for p in model.parameters()))
 
 
-PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
-    "naswot": naswot, "synflow": synflow, "grad_norm": grad_norm, "snip": snip, "jacob_cov": jacob_cov,
+PROXIES: dict[str, Callable[..., float]] = {
+    "naswot": naswot, "nwot": nwot, "synflow": synflow, "grad_norm": grad_norm, "snip": snip, "grasp": grasp,
+    "fisher": fisher, "jacob_cov": jacob_cov, "epe_nas": epe_nas, "zen": zen, "l2_norm": l2_norm, "plain": plain,
     "flops": flops, "params": params,
 }
 
+# proxies read off the shared batch pass: (formula, what the pass must measure)
+_FROM_PASS: dict[str, tuple[Callable, str]] = {
+    "snip": (snip_from, "loss"), "grad_norm": (grad_norm_from, "loss"), "plain": (plain_from, "loss"),
+    "fisher": (fisher_from, "fisher"), "grasp": (grasp_from, "grasp"), "naswot": (nwot_from, "codes"),
+    "nwot": (nwot_from, "codes"), "jacob_cov": (jacob_cov_from, "jacobian"), "epe_nas": (epe_nas_from, "jacobian"),
+}
 
-def compute_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    names: list[str] | None = None) -> dict[str, float]:
-    """Every proxy in ``names`` (default all) on one batch; the model's weights are left unchanged."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out = {}
-    for name in names or list(PROXIES):
-        out[name] = PROXIES[name](model, x, y)
-        model.load_state_dict(state)  # BatchNorm running statistics move in train-mode forwards
+
+# the data-free proxies' raising forms (so that ``errors`` says why one is NaN)
+_STANDALONE: dict[str, Callable[..., float]] = {"synflow": synflow_score, "zen": zen_score}
+
+
+def compute_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Iterable[str] | None = None,
+                    seed: int = 0, *, errors: dict[str, str] | None = None) -> dict[str, float]:
+    """Every proxy in ``names`` (default all of :data:`PROXIES`) on one batch, sharing one pass over it.
+
+    Equal, bit for bit, to calling each proxy on its own with the same ``seed``. A proxy that fails is NaN (its
+    reason goes into ``errors`` when a dict is given); the model is left as it was.
+    """
+    names = list(names) if names else list(PROXIES)
+    unknown = [n for n in names if n not in PROXIES]
+    if unknown:
+        raise ValueError(f"unknown proxy {unknown[0]!r}; choose from {', '.join(PROXIES)}")
+    needs = {_FROM_PASS[n][1] for n in names if n in _FROM_PASS}
+    shared = batch_pass(model, x, y, seed=seed, **dict.fromkeys(needs, True)) if needs else None
+    out: dict[str, float] = {}
+    for name in names:
+        try:
+            if name in _FROM_PASS:
+                value = float(_FROM_PASS[name][0](shared, y))
+            else:
+                value = float(_STANDALONE.get(name, PROXIES[name])(model, x, y, seed=seed))
+        except Exception as e:
+            value = math.nan
+            if errors is not None:
+                errors[name] = repr(e)
+        out[name] = value
     return out
 
 
@@ -146,8 +122,8 @@ class ProxyScorer:
     """Scores archs of a space by zero-cost proxies on one fixed batch of training data.
 
     The model is built under a fixed seed and the batch is the same for every arch, so an arch's scores never
-    change (a strategy rebuilt from the ledger makes the same choices). Scores are cached per arch. A proxy that
-    fails or is not finite scores ``-inf`` for that arch.
+    change (a strategy rebuilt from the ledger makes the same choices). Scores are cached per arch and computed by
+    :func:`compute_proxies` (one shared pass). A proxy that fails or is not finite scores ``-inf`` for that arch.
 
     ``time_budget_s`` bounds the seconds spent scoring in all: once spent, :attr:`exhausted` is true and a
     strategy stops asking (a short search does not spend its budget ranking candidates it has no time to train).
@@ -177,14 +153,12 @@ class ProxyScorer:
             start = time.perf_counter()
             torch.manual_seed(self.seed)
             model = self.space.build(arch)
+            bare = list(dict.fromkeys(n.removeprefix("-") for n in self.names))
+            scores = compute_proxies(model, self.x, self.y, bare, seed=self.seed)
             values = []
             for name in self.names:
-                try:
-                    v = PROXIES[name.removeprefix("-")](model, self.x, self.y)
-                    if name.startswith("-"):
-                        v = -v
-                except (RuntimeError, ValueError):
-                    v = -math.inf
+                v = scores[name.removeprefix("-")]
+                v = -v if name.startswith("-") else v
                 values.append(v if math.isfinite(v) else -math.inf)
             self._cache[arch] = tuple(values)
             self.spent_s += time.perf_counter() - start
