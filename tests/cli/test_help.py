@@ -12,7 +12,7 @@ from archlab.cli import app
 from archlab.space import list_spaces
 
 COMMANDS = [[], ["search"], ["export"], ["report"], ["bench"], ["bench", "nb201"], ["zoo"], ["zoo", "list"],
-            ["zoo", "profile"]]
+            ["zoo", "profile"], ["proxies"]]
 
 
 def _help(*command: str) -> str:

@@ -45,11 +45,14 @@ def archlab_commands() -> list[str]:
 
 
 def small(command: str) -> list[str]:
-    """The command with a small budget: a search of 20 s (or 2 trials of 1 epoch), 4 runs of a benchmark."""
+    """The command with a small budget: a search of 20 s (or 2 trials of 1 epoch), 4 runs of a benchmark, 3 archs
+    scored by proxies."""
     args = shlex.split(command)
     if args[1] == "search" and "--resume" not in args:
         args = _drop(args, "--budget", "--trials", "--epochs")
         args += ["--budget", "20s"] + (["--trials", "2", "--epochs", "1"] if "--trials" in command else [])
+    if args[1] == "proxies":
+        args = _drop(args, "--sample", "--batch-size") + ["--sample", "3", "--batch-size", "16"]
     if args[1:3] == ["bench", "nb201"] and "--pareto" not in args:
         args = _drop(args, "--runs") + ["--runs", "4"]
     return args

@@ -93,3 +93,42 @@ def test_proxy_scorer_is_deterministic_and_checks_names():
     costs = [ProxyScorer(space, x, y, names=("flops", "-flops"))(a) for a in archs]
     assert [c[1] for c in costs] == [-c[0] for c in costs]
     assert costs[0][0] < costs[1][0] < costs[2][0]
+
+
+class _TokensInBatch(nn.Module):
+    """Folds its 3 tokens into the batch before the activation, as attention and MLP mixers do: (B*N, C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.act, self.head = nn.Linear(4, 5), nn.ReLU(), nn.Linear(15, 2)
+
+    def forward(self, x):
+        b = len(x)
+        h = self.act(self.fc(x.reshape(b * 3, 4)))
+        return self.head(h.reshape(b, 15))
+
+
+def test_naswot_regroups_activations_whose_tokens_are_folded_into_the_batch():
+    torch.manual_seed(0)
+    model = _TokensInBatch().double()
+    x = torch.randn(6, 12, dtype=torch.float64)
+    codes = (model.fc(x.reshape(18, 4)) > 0).reshape(6, 15).double()
+    k = codes @ codes.t() + (1 - codes) @ (1 - codes).t()
+    sign, logdet = torch.linalg.slogdet(k)
+    expected = float(logdet) if sign > 0 else -math.inf
+    scores = compute_proxies(model, x, torch.zeros(6, dtype=torch.long), ["nwot", "snip"])
+    assert scores["nwot"] == pytest.approx(expected, rel=1e-12)
+    assert math.isfinite(scores["snip"])
+
+
+def test_the_search_warmup_scores_archs_with_tokens_folded_into_the_batch():
+    from archlab.data import load_dataset
+    from archlab.space import create_space
+
+    data = load_dataset("digits", seed=0)
+    space = create_space("metaformer", input_shape=data.input_shape, num_classes=data.num_classes,
+                         mixers=["fit"])  # FiT's GELU sees (B*N, C)
+    scorer = ProxyScorer(space, data.x_train, data.y_train, names=("naswot", "snip", "-flops"))
+    for seed in range(3):
+        values = scorer(space.sample(seed=seed))
+        assert len(values) == 3 and all(math.isfinite(v) for v in values[1:])

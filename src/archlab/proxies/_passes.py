@@ -88,7 +88,11 @@ def batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, see
         tensor_handles: list = []
 
         def code_hook(_module, inp, _out) -> None:
-            c = (inp[0].detach() > 0).flatten(1).double()
+            a = inp[0].detach() if inp and isinstance(inp[0], torch.Tensor) else None
+            if a is None or a.dim() == 0 or a.numel() % len(x):
+                return  # not a per-example activation
+            # batch-major leading dims (tokens folded into the batch, (B*N, C)) are regrouped per example
+            c = (a.reshape(len(x), -1) > 0).double()
             kernel.append(c @ c.t() + (1 - c) @ (1 - c).t())
 
         with removing([]) as handles:

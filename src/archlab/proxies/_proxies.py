@@ -102,7 +102,13 @@ def compute_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: I
     if unknown:
         raise ValueError(f"unknown proxy {unknown[0]!r}; choose from {', '.join(PROXIES)}")
     needs = {_FROM_PASS[n][1] for n in names if n in _FROM_PASS}
-    shared = batch_pass(model, x, y, seed=seed, **dict.fromkeys(needs, True)) if needs else None
+    shared = None
+    if needs:
+        try:
+            shared = batch_pass(model, x, y, seed=seed, **dict.fromkeys(needs, True))
+        except Exception as e:  # never a crash of the caller (a search's warm-up): those proxies are NaN
+            if errors is not None:
+                errors["pass"] = repr(e)
     out: dict[str, float] = {}
     for name in names:
         try:
