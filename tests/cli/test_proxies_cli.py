@@ -169,6 +169,13 @@ def test_resume_computes_only_the_missing_archs(six, counter, tmp_path):
     assert_one_line_error(result, "columns")
     assert out.read_bytes() == before and len(counter) == 7
 
+    # another seed (another batch and other initialisations): refused, not mixed into the file
+    args = nb201_args(out, 6)
+    args[args.index("--seed") + 1] = "1"
+    result = invoke(*args)
+    assert_one_line_error(result, "--seed 0 (now 1)")
+    assert out.read_bytes() == before and len(counter) == 7
+
 
 def test_a_failing_proxy_is_nan_with_its_reason_on_another_space(monkeypatch, tmp_path):
     def boom(shared, y):

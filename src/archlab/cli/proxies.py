@@ -54,10 +54,10 @@ def proxies(
     seed: Annotated[int, typer.Option(help="seed of the data split, the batch, the sample and every model's "
                                            "initialisation")] = 0,
     out_csv: Annotated[Path | None, typer.Option("--out", help="CSV of scores, one row per arch, appended as they "
-                                                               "come; if it exists with the same columns its archs "
-                                                               "are skipped (resume with the same --data, --seed, "
-                                                               "--batch-size) (default: proxies-SPACE-DATA-seedS"
-                                                               ".csv)")] = None,
+                                                               "come; if it exists its archs are skipped (resume; "
+                                                               "the columns and the options that change a row "
+                                                               "must be the same, kept in FILE.csv.json) (default: "
+                                                               "proxies-SPACE-DATA-seedS.csv)")] = None,
     table: Annotated[Path | None, typer.Option(help="nb201: the table of test accuracies (default: "
                                                     "$ARCHLAB_DATA/nb201_robot.csv; no correlations if absent)")]
     = None,
@@ -86,6 +86,7 @@ def proxies(
         ds, the_space = _data_and_space(space, data, seed)
         chosen_archs = sample_archs(the_space, sample, seed) if sample is not None else read_archs(the_space, archs)
         path = out_csv if out_csv is not None else _default_out(space, data, seed)
+        _check_settings(path, {"space": space, "data": data, "seed": seed, "batch_size": batch_size})
         started = time.perf_counter()
         rows, computed = _score(the_space, ds, chosen_archs, chosen, path, seed, batch_size, as_json)
     seconds = time.perf_counter() - started
@@ -103,6 +104,28 @@ def proxies(
         print_json(result)
         return
     _print(result, chosen)
+
+
+def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Resume only rows made the same way: the settings that change a row are kept beside the CSV
+    (``FILE.csv.json``); a different setting is a one-line error before anything is written."""
+    import json
+
+    side = path.with_name(path.name + ".json")
+    if path.exists() and side.is_file():
+        try:
+            saved = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = None
+        if not isinstance(saved, dict):
+            fail(f"{side} is not a settings file archlab wrote; remove it or use another --out")
+        differ = [f"--{k.replace('_', '-')} {saved.get(k)} (now {v})" for k, v in settings.items()
+                  if saved.get(k) != v]
+        if differ:
+            fail(f"{path} holds scores made with {', '.join(differ)}: use the same options to continue it, or "
+                 "another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def _table_dataset(data: str) -> str | None:
