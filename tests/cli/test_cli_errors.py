@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ def archlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, env={**os.environ, "COLUMNS": "200"}, timeout=300)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+def assert_one_line_error(result: Any, *needles: str) -> None:
+    """Exit code 2 and one ``error:`` line on stderr naming ``needles``: a subprocess's result or CliRunner's."""
+    code = result.returncode if hasattr(result, "returncode") else result.exit_code
+    assert code == 2, (code, result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")

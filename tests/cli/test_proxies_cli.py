@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from scipy import stats
+from test_cli_errors import assert_one_line_error
 from typer.testing import CliRunner
 
 import archlab.data
@@ -25,15 +26,6 @@ BATCH = "16"  # the command's default is 64; a smaller batch keeps the test fast
 
 def invoke(*args: str):
     return CliRunner().invoke(app, ["proxies", *args], env={"COLUMNS": "200", "NO_COLOR": "1"})
-
-
-def assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
