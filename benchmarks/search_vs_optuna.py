@@ -7,7 +7,9 @@ Optuna arm's objective passes the remaining seconds to the evaluator, so its las
 
 - ``archlab rea``: ``run_search`` with archlab's default strategy (regularized evolution with the zero-cost
   warm-up and median stopping);
-- ``archlab tpe``: ``run_search`` with ``--strategy tpe`` (Optuna's TPE behind archlab's ledger and loop);
+- ``archlab tpe``: ``run_search`` with ``--strategy tpe`` (Optuna's TPE behind archlab's ledger and loop, with
+  the same zero-cost warm start of its first trials, ``--warmstart proxies``; results recorded before the
+  warm start applied to every strategy had none);
 - ``optuna tpe``: what a user of Optuna alone would write, ``study.optimize`` over an objective that suggests
   an arch define-by-run and trains it.
 

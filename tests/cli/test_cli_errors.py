@@ -60,6 +60,7 @@ def mismatched_folder(root: Path) -> Path:
         (lambda t: ["--objectives", "accuracy,speed"], ["unknown objective 'speed'"]),
         (lambda t: ["--max-params", "-3"], ["max-params"]),
         (lambda t: ["--workers", "0"], ["--workers must be >= 1"]),
+        (lambda t: ["--warmstart", "magic"], ["unknown --warmstart 'magic'", "proxies, none"]),
     ],
 )
 def test_bad_search_input(tmp_path, make_args, needles):

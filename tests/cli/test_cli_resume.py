@@ -54,6 +54,7 @@ def test_sigint_prints_the_resume_hint_and_exits_130(interrupted) -> None:
 
 @pytest.mark.parametrize("option, value, field", [
     ("--data", "fashion-mnist", "data"), ("--seed", "4", "seed"), ("--mixers", "pooling", "mixers"),
+    ("--warmstart", "none", "warmstart"),
 ])
 def test_resume_refuses_options_that_define_the_run(interrupted, option: str, value: str, field: str) -> None:
     run, _ = interrupted

@@ -149,7 +149,7 @@ def noisy_proxy(arch: Arch) -> tuple[float, float]:
     return (score(arch) - 0.01 * arch["c"], -abs(arch["a"] - TARGET["a"]))
 
 
-def test_proxy_warmup_picks_the_best_ranked_of_the_candidates():
+def test_rea_proxy_warm_start_picks_the_best_ranked_of_the_candidates():
     space = landscape_space()
     s = create_strategy("rea", space, seed=3, population_size=5, scorer=noisy_proxy, warmup_candidates=8)
     plain = create_strategy("rea", space, seed=3, population_size=5)
@@ -173,7 +173,7 @@ def test_proxy_warmup_picks_the_best_ranked_of_the_candidates():
     assert statistics.mean(score(r.arch) for r in s.history) > statistics.mean(score(r.arch) for r in plain.history)
 
 
-def test_proxy_warmup_rebuilt_from_the_ledger_continues_exactly(tmp_path):
+def test_rea_proxy_warm_start_rebuilt_from_the_ledger_continues_exactly(tmp_path):
     space = landscape_space()
 
     def fresh():
@@ -188,7 +188,7 @@ def test_proxy_warmup_rebuilt_from_the_ledger_continues_exactly(tmp_path):
     assert first + run_with_ledger(clone, reopened, space, 7) == uninterrupted
 
 
-def test_proxy_warmup_beats_random_initialisation_on_average():
+def test_rea_proxy_warm_start_beats_random_initialisation_on_average():
     def best_initial(scorer, seed):
         s = create_strategy("rea", landscape_space(), seed=seed, population_size=6, scorer=scorer)
         best = -1.0

@@ -130,7 +130,7 @@ def test_an_evaluator_that_does_not_measure_skips_the_costs_and_refuses_constrai
 
 def test_the_budget_counts_what_was_spent_before_the_run_and_skips_a_final_training_it_has_no_room_for(tmp_path):
     cfg = SearchConfig(data="digits", mixers=("pooling",), budget_s=20.0, epochs=1, final_epochs=5, seed=0,
-                       proxy_warmup=False, export_onnx=False)
+                       warmstart="none", export_onnx=False)
     # 19 s of the 20 s budget went before the call (a slow start-up): the search gets its minimum, one trial,
     # and there is no time left to train the winner longer
     summary = run_search(cfg, tmp_path / "run", started=time.perf_counter() - 19.0, report=True)

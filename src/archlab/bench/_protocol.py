@@ -26,7 +26,15 @@ import numpy as np
 
 from archlab.bench._table import Table, TableEvaluator
 from archlab.errors import UserError
-from archlab.search import Constraint, Objective, create_strategy, hypervolume, pareto_mask, resolve_constraints
+from archlab.search import (
+    Constraint,
+    Objective,
+    create_strategy,
+    hypervolume,
+    pareto_mask,
+    resolve_constraints,
+    strategy_class,
+)
 from archlab.study import Budget, Ledger, search
 
 __all__ = ["DATASETS", "DEFAULT_BENCH_STRATEGY", "PROTOCOL_KWARGS", "PUBLISHED", "ProtocolResult",
@@ -43,7 +51,13 @@ PUBLISHED: dict[str, dict[str, tuple[float, float | None]]] = {
     "reinforce": {"cifar10": (93.85, 0.37), "cifar100": (71.71, None), "imagenet16": (45.24, None)},
     "random": {"cifar10": (93.70, 0.36), "cifar100": (71.04, None), "imagenet16": (44.57, None)},
     "bohb": {"cifar10": (93.61, 0.52), "cifar100": (70.85, None), "imagenet16": (44.42, None)},
+    # RoBoT (He et al., ICLR 2024), Table 2: 20 queries, 10 runs, on proxies of all 15,625 cells
+    "robot": {"cifar10": (94.36, 0.00), "cifar100": (73.51, 0.00), "imagenet16": (46.34, 0.00)},
 }
+#: where each published row comes from
+PUBLISHED_SOURCE = {"robot": "RoBoT paper, Table 2 (20 queries)"}
+#: NASWOT (Mellor et al., ICML 2021), Table 2: CIFAR-10 test accuracy of the best-scored of N random cells
+PUBLISHED_NASWOT: dict[int, tuple[float, float]] = {10: (92.44, 1.13), 100: (92.81, 0.99), 1000: (92.96, 0.81)}
 #: the settings the published runs used: REA with a population of 10 and samples of 3; REA, REINFORCE and random
 #: search may query an arch again (and are charged again), as in the paper
 PROTOCOL_KWARGS: dict[str, dict[str, Any]] = {
@@ -62,7 +76,7 @@ class ProtocolResult:
 
     strategy: str
     dataset: str
-    budget_seconds: float
+    budget_seconds: float | None
     rows: list[dict[str, Any]]
     wall_s: float
     objectives: tuple[str, ...] = ("accuracy",)
@@ -74,12 +88,18 @@ class ProtocolResult:
     def summary(self) -> dict[str, Any]:
         values = self.values()
         published = PUBLISHED.get(self.strategy, {}).get(self.dataset)
+        source = PUBLISHED_SOURCE.get(self.strategy, "NB201 paper, Table 5")
+        if self.strategy == "naswot":
+            n = self.extra.get("candidates")
+            published = PUBLISHED_NASWOT.get(n) if self.dataset == "cifar10" else None
+            source = f"NASWOT paper, Table 2 (N = {n})"
         out: dict[str, Any] = {
             "strategy": self.strategy, "dataset": self.dataset, "runs": len(self.rows),
             "mean": statistics.fmean(values) if values else None,
             "std": statistics.stdev(values) if len(values) > 1 else None,
-            "published": None if published is None else {"mean": published[0], "std": published[1]},
-            "budget_seconds": self.budget_seconds,
+            "published": None if published is None else {"mean": published[0], "std": published[1],
+                                                          "source": source},
+            "budget_seconds": self.budget_seconds, "queries": self.extra.get("queries"),
             "queries_mean": statistics.fmean(r["queries"] for r in self.rows) if self.rows else None,
             "wall_s": self.wall_s, "objectives": list(self.objectives),
             "searched_on": "12-epoch CIFAR-10 validation accuracy",
@@ -120,7 +140,7 @@ def front_hypervolume(table: Table, objectives: Sequence[Objective]) -> tuple[np
 _TABLE: Table | None = None  # the table a forked worker inherits
 
 
-def _one_run(strategy: str, seed: int, budget_seconds: float, objectives: tuple[Objective, ...],
+def _one_run(strategy: str, seed: int, budget: Budget, objectives: tuple[Objective, ...],
              constraints: tuple[Constraint, ...], kwargs: dict[str, Any], reference: list[float] | None,
              front_hv: float | None, table: Table | None = None) -> dict[str, Any]:
     table = table if table is not None else _TABLE
@@ -128,7 +148,7 @@ def _one_run(strategy: str, seed: int, budget_seconds: float, objectives: tuple[
     kw = {**PROTOCOL_KWARGS.get(strategy, {}), **kwargs}
     s = create_strategy(strategy, space, seed=seed, objectives=objectives, constraints=constraints, **kw)
     result = search(space, TableEvaluator(table), s, Ledger.memory(objectives, space=space),
-                    Budget(cost_s=budget_seconds), constraints=constraints)
+                    budget, constraints=constraints)
     row: dict[str, Any] = {"seed": seed, "queries": len(result.records), "cost_s": result.cost_s}
     best = result.best
     if best is None:  # nothing feasible was found
@@ -147,7 +167,8 @@ def _one_run(strategy: str, seed: int, budget_seconds: float, objectives: tuple[
     return row
 
 
-def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds: float = 12_000,
+def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds: float | None = 12_000,
+                 queries: int | None = None,
                  dataset: str = "cifar10", objectives: Sequence[str | Objective] = ("accuracy",),
                  constraints: Sequence[Constraint | Any] = (), workers: int = 1, first_seed: int = 0,
                  strategy_kwargs: dict[str, Any] | None = None,
@@ -163,8 +184,12 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
         raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     if runs < 1:
         raise UserError(f"runs must be >= 1, got {runs}")
-    if not budget_seconds > 0 or math.isinf(budget_seconds):
+    if budget_seconds is None and queries is None:
+        raise UserError("the protocol needs a budget: simulated seconds, a number of queries, or both")
+    if budget_seconds is not None and (not budget_seconds > 0 or math.isinf(budget_seconds)):
         raise UserError(f"the budget must be a positive number of seconds, got {budget_seconds}")
+    if queries is not None and (isinstance(queries, bool) or not isinstance(queries, int) or queries < 1):
+        raise UserError(f"queries must be an int >= 1, got {queries!r}")
     presets = {"accuracy": ACCURACY, "latency": LATENCY}
     objs = []
     for o in objectives:
@@ -184,9 +209,16 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
     if len(objs_t) > 1:
         _, front_hv, reference = front_hypervolume(table, objs_t)
     kwargs = dict(strategy_kwargs or {})
-    create_strategy(strategy, table.space, objectives=objs_t, constraints=cons,  # bad names fail here, once
-                    **{**PROTOCOL_KWARGS.get(strategy, {}), **kwargs})
-    args = (budget_seconds, objs_t, cons, kwargs, reference, front_hv)
+    extra: dict[str, Any] = {"queries": queries}
+    if front_hv is not None:
+        extra["front_hypervolume"] = front_hv
+    if getattr(strategy_class(strategy), "proxy_names", None) and "scores" not in kwargs and "scorer" not in kwargs:
+        kwargs["scores"] = _shipped_scores(table, strategy_class(strategy).proxy_names, extra)
+    probe = create_strategy(strategy, table.space, objectives=objs_t, constraints=cons,  # bad names fail here
+                            **{**PROTOCOL_KWARGS.get(strategy, {}), **kwargs})
+    if hasattr(probe, "n_candidates"):
+        extra["candidates"] = probe.n_candidates
+    args = (Budget(cost_s=budget_seconds, trials=queries), objs_t, cons, kwargs, reference, front_hv)
     seeds = list(range(first_seed, first_seed + runs))
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -211,5 +243,16 @@ def run_protocol(table: Table, strategy: str, *, runs: int = 500, budget_seconds
         finally:
             _TABLE = None
     return ProtocolResult(strategy=strategy, dataset=dataset, budget_seconds=budget_seconds, rows=rows,
-                          wall_s=time.perf_counter() - t0, objectives=tuple(o.name for o in objs_t),
-                          extra={"front_hypervolume": front_hv} if front_hv is not None else {})
+                          wall_s=time.perf_counter() - t0, objectives=tuple(o.name for o in objs_t), extra=extra)
+
+
+def _shipped_scores(table: Table, names: Sequence[str], extra: dict[str, Any]) -> dict[Any, tuple[float, ...]]:
+    """The shipped proxy scores a training-free strategy searches (its candidates are those cells), described in
+    the result with the best test accuracies among them (what a search of that sample can at most find)."""
+    from archlab.bench._proxy_table import load_nb201_proxies
+
+    proxies = load_nb201_proxies(names)
+    rows = [table.row(a) for a in proxies.scores]
+    extra.update(proxy_table=proxies.describe(), proxy_command=proxies.command, candidates_in_table=proxies.cells,
+                 pool_optimum={name: 100 * max(r[column] for r in rows) for name, column in DATASETS.items()})
+    return proxies.scores

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 from archlab.cli._app import app, err, flag, out, print_json, user_errors
+from archlab.errors import UserError
 
 __all__ = ["bench_app"]
 
@@ -35,8 +36,13 @@ def nb201(
     strategy: Annotated[str | None, typer.Option(help="search strategy (default: archlab's best on this "
                                                       "protocol, surrogate_ls)")] = None,
     runs: Annotated[int, typer.Option(help="independent seeded runs")] = 500,
-    budget_seconds: Annotated[float, typer.Option(help="simulated seconds per run (each query charged its "
-                                                       "12-epoch training time)")] = 12_000,
+    budget_seconds: Annotated[float | None, typer.Option(help="simulated seconds per run (each query charged its "
+                                                              "12-epoch training time; default 12,000 without "
+                                                              "--queries, none with it)")] = None,
+    queries: Annotated[int | None, typer.Option(help="at most this many queries per run (RoBoT's protocol: 20; "
+                                                     "NASWOT's: 1, the best-scored candidate)")] = None,
+    candidates: Annotated[int | None, typer.Option(help="naswot: random cells scored per run (N = 10, 100, 1000 "
+                                                        "in the paper), drawn from the shipped nwot table")] = None,
     dataset: Annotated[str, typer.Option(help="test accuracy reported: cifar10, cifar100 or imagenet16 (the "
                                               "search always uses CIFAR-10 validation accuracy)")] = "cifar10",
     table: Annotated[Path | None, typer.Option(help="nb201_robot.csv (default: $ARCHLAB_DATA/nb201_robot.csv)")]
@@ -56,9 +62,10 @@ def nb201(
     = False,
     rows: Annotated[Path | None, typer.Option(help="also write every run's row to this JSON file")] = None,
 ) -> None:
-    """Replay NAS-Bench-201's search protocol: RUNS seeded runs of BUDGET_SECONDS simulated seconds each, the best
-    arch by 12-epoch CIFAR-10 validation accuracy reported by its 200-epoch test accuracy, mean ± std beside the
-    NB201 paper's."""
+    """Replay NAS-Bench-201's search protocol: RUNS seeded runs of BUDGET_SECONDS simulated seconds (or QUERIES
+    queries) each, the best arch by 12-epoch CIFAR-10 validation accuracy reported by its 200-epoch test accuracy,
+    mean ± std beside the published numbers. The training-free strategies (robot, naswot) search the cells of
+    the zero-cost proxy tables shipped with archlab (a random sample; the report says which)."""
     from archlab.bench import DEFAULT_BENCH_STRATEGY, load_nb201_table, run_protocol
     from archlab.search import Constraint
 
@@ -72,11 +79,19 @@ def nb201(
         names = [o.strip() for o in objectives.split(",") if o.strip()]
         name = strategy or ("nsga2" if len(names) > 1 else DEFAULT_BENCH_STRATEGY)
         n_workers = workers if workers > 0 else min(8, os.cpu_count() or 1)
+        if budget_seconds is None and queries is None:
+            budget_seconds = 12_000
+        kwargs: dict[str, Any] = {}
+        if candidates is not None:
+            if name != "naswot":
+                raise UserError(f"--candidates is an option of the naswot strategy, not of {name}")
+            kwargs["n_candidates"] = candidates
         show = not as_json and err.is_terminal
         with Progress(TextColumn(f"[bold]nb201 {name}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not show, transient=False) as bar:
             task = bar.add_task("runs", total=runs)
-            result = run_protocol(tab, name, runs=runs, budget_seconds=budget_seconds, dataset=dataset,
+            result = run_protocol(tab, name, runs=runs, budget_seconds=budget_seconds, queries=queries,
+                                  strategy_kwargs=kwargs, dataset=dataset,
                                   objectives=names, constraints=constraints, workers=n_workers, first_seed=seed,
                                   progress=lambda done, total: bar.update(task, completed=done))
     summary = result.summary()
@@ -93,15 +108,22 @@ def nb201(
 def _print_summary(s: dict[str, Any]) -> None:
     label = _DATASET_LABELS[s["dataset"]]
     published = s["published"]
-    t = RichTable(title=f"NAS-Bench-201, {s['strategy']}: {s['runs']} runs of {s['budget_seconds']:,.0f} simulated s")
+    budget = " and ".join(([f"{s['budget_seconds']:,.0f} simulated s"] if s["budget_seconds"] is not None else [])
+                          + ([f"{s['queries']} queries"] if s.get("queries") is not None else []))
+    t = RichTable(title=f"NAS-Bench-201, {s['strategy']}: {s['runs']} runs of {budget}")
     t.add_column("")
     t.add_column(f"{label} test accuracy (%)", justify="right")
     t.add_row("archlab", _pm(s["mean"], s["std"]))
-    t.add_row("published (NB201 paper)", _pm(published["mean"], published["std"]) if published else "-")
+    t.add_row(f"published ({published['source']})" if published else "published",
+              _pm(published["mean"], published["std"]) if published else "-")
+    if s.get("pool_optimum"):
+        t.add_row("best cell of the searched sample", f"{s['pool_optimum'][s['dataset']]:.2f}")
     out.print(t)
     out.print(f"{s['queries_mean']:.1f} queries per run on average; {s['wall_s']:.1f} s of wall time")
     if s.get("note"):
         out.print(s["note"])
+    if s.get("proxy_table"):
+        out.print(f"candidates: {s['proxy_table']}")
     if s.get("hypervolume_ratio_mean") is not None:
         ratio = _pm(s["hypervolume_ratio_mean"], s["hypervolume_ratio_std"])
         out.print(f"hypervolume of each run's front / the table's front's: {ratio}")

@@ -90,11 +90,11 @@ class SearchProgress:
 
 
 #: Options that define a run and so cannot change when it is resumed (each sets the SearchConfig field of its name,
-#: but for the two negated flags).
+#: but for the flags in _FIELD).
 _FIXED_ON_RESUME = ("data", "space", "mixers", "strategy", "objectives", "seed", "epochs", "trial_seconds",
                     "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage", "workers",
-                    "no_median_stopping", "no_proxy_warmup")
-_NEGATED = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "proxy_warmup"}
+                    "no_median_stopping", "warmstart", "no_proxy_warmup")
+_FIELD = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "warmstart"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -115,7 +115,7 @@ def _check_resume_options(ctx: typer.Context, resume: Path, cfg: Any, new_budget
         return
     saved = SearchConfig.from_dict(info["config"])
     for option in _FIXED_ON_RESUME:
-        field = _NEGATED.get(option, option)
+        field = _FIELD.get(option, option)
         if _given(ctx, option) and getattr(cfg, field) != getattr(saved, field):
             flag = "--" + option.replace("_", "-")
             raise UserError(f"{flag} cannot change when resuming: the run in {resume} has {field} = "
@@ -167,9 +167,13 @@ def search(
         "learning curve falls below the median of earlier trials' curves")] = False,
     workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
                                              "share of the cores (small nets use a second thread poorly)")] = 1,
-    no_proxy_warmup: Annotated[bool, flag(
-        "--no-proxy-warmup", "rea: start from plain random samples instead of the best of 10 by zero-cost "
-                                  "proxies (NASWOT + SNIP)")] = False,
+    warmstart: Annotated[str, typer.Option(
+        help="proxies: in accuracy-only runs, each of the strategy's first trials (rea: its first population; "
+             "others: a quarter of the expected trials, at most 10) is the best of 10 random archs by zero-cost "
+             "proxies (NASWOT + SNIP ranks, + FLOPs under a time fidelity); none: every trial is the strategy's "
+             "own proposal", metavar="proxies|none")] = "proxies",
+    no_proxy_warmup: Annotated[bool, typer.Option("--no-proxy-warmup", hidden=True,
+                                                  help="deprecated: --warmstart none")] = False,
     download: Annotated[bool, flag(
         "--download", "fetch fashion-mnist or cifar10 into ~/.cache/archlab when not found (needs internet; "
                            "md5-checked)")] = False,
@@ -179,6 +183,11 @@ def search(
     from archlab.study._folder import RUN_FILE, default_run_dir
 
     with user_errors():
+        if no_proxy_warmup:  # the deprecated flag of the evolution-only warm-up
+            if _given(ctx, "warmstart") and warmstart != "none":
+                raise UserError(f"--no-proxy-warmup (deprecated: --warmstart none) contradicts --warmstart "
+                                f"{warmstart}; drop one")
+            warmstart = "none"
         budget_s = parse_duration(budget) if budget is not None else None
         new_budget = budget is not None or trials is not None
         asked = SearchConfig(
@@ -187,7 +196,7 @@ def search(
             budget_s=budget_s if new_budget else 180.0, n_trials=trials, seed=seed, epochs=epochs,
             trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
             train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
-            max_latency_ms=max_latency_ms, storage=storage, proxy_warmup=not no_proxy_warmup,
+            max_latency_ms=max_latency_ms, storage=storage, warmstart=warmstart,
             median_stopping=not no_median_stopping, workers=workers)
         # a resumed run keeps its saved configuration; only a new budget (time and/or trials) replaces the old one
         cfg = asked if resume is None or new_budget else None

@@ -33,9 +33,11 @@ from archlab.search._pareto import hypervolume, pareto_mask
 from archlab.search.evolution import RegularizedEvolution
 from archlab.search.local_search import LocalSearch
 from archlab.search.median_stopping import MedianStopping
+from archlab.search.naswot import NaswotSearch
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
 from archlab.search.reinforce import Reinforce
+from archlab.search.robot import RoBoT
 from archlab.search.surrogate_ls import SurrogateLocalSearch
 from archlab.space import Space
 
@@ -48,11 +50,13 @@ __all__ = [
     "TPE",
     "Constraint",
     "MedianStopping",
+    "NaswotSearch",
     "Objective",
     "OptunaStrategy",
     "RandomSearch",
     "Reinforce",
     "RegularizedEvolution",
+    "RoBoT",
     "SearchExhausted",
     "Strategy",
     "SurrogateLocalSearch",
@@ -68,6 +72,7 @@ __all__ = [
     "register_strategy",
     "resolve_constraints",
     "resolve_objectives",
+    "strategy_class",
 ]
 
 DEFAULT_STRATEGY = "rea"
@@ -86,12 +91,20 @@ def register_strategy(name: str, factory: Callable[..., Strategy] | None = None)
     return deco(factory) if factory is not None else deco
 
 
-for _cls in (RandomSearch, RegularizedEvolution, Reinforce, LocalSearch, SurrogateLocalSearch, TPE, NSGAII):
+for _cls in (RandomSearch, RegularizedEvolution, Reinforce, LocalSearch, SurrogateLocalSearch, TPE, NSGAII, RoBoT,
+             NaswotSearch):
     register_strategy(_cls.name, _cls)
 
 
 def list_strategies() -> list[str]:
     return sorted(_STRATEGIES)
+
+
+def strategy_class(name: str) -> Callable[..., Strategy]:
+    """The class (or factory) registered as ``name``; an unknown name is a :class:`UserError`."""
+    if name not in _STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose from {', '.join(list_strategies())}")
+    return _STRATEGIES[name]
 
 
 def create_strategy(name: str, space: Space, *, seed: int = 0, objectives: Sequence[Any] = ("accuracy",),

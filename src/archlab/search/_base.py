@@ -9,13 +9,16 @@ interrupted run stopped.
 De-duplication is a strategy policy (``dedupe``): on by default, so an arch is never proposed twice while unseen
 ones remain (training it again would waste the budget); off for the published protocols that charge a repeated
 arch again (regularized evolution and random search on NAS-Bench-201).
+
+Any strategy can be given a zero-cost-proxy warm start (:meth:`Strategy.set_warmstart`): its first asks are
+picked by proxies among random samples instead of proposed, and told to it like its own proposals.
 """
 
 from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +31,12 @@ __all__ = [
     "SearchExhausted",
     "Strategy",
     "TrialRecord",
+    "Warmstart",
     "check_objectives",
     "dominates",
     "objective_values",
     "pareto_front",
+    "rank_sum_best",
 ]
 
 
@@ -87,6 +92,32 @@ def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[str | Obje
     return [r for r, on in zip(done, mask, strict=True) if on]
 
 
+@dataclass(frozen=True)
+class Warmstart:
+    """A zero-cost-proxy warm start: the first ``trials`` asks each take the best of ``candidates`` unseen random
+    samples by ``scorer`` (arch -> a tuple of proxy scores, larger is better, e.g.
+    :class:`archlab.proxies.ProxyScorer`); see :meth:`Strategy.set_warmstart`."""
+
+    scorer: Callable[[Arch], Sequence[float]]
+    trials: int
+    candidates: int = 10
+
+    def describe(self) -> dict[str, Any]:
+        return {"proxies": list(getattr(self.scorer, "names", ["custom"])), "trials": self.trials,
+                "candidates": self.candidates}
+
+
+def rank_sum_best(candidates: Sequence[Arch], scores: Sequence[Sequence[float]]) -> Arch:
+    """The candidate with the largest sum of per-proxy ranks (a rank: how many candidates it beats on that proxy,
+    ties counting half), the first of equals; ``scores[i]`` are the proxy scores of ``candidates[i]``."""
+    ranks = [0.0] * len(candidates)
+    for k in range(len(scores[0])):
+        column = [s[k] for s in scores]
+        for i, v in enumerate(column):
+            ranks[i] += sum(1.0 if v > w else 0.5 if v == w else 0.0 for w in column)
+    return candidates[max(range(len(candidates)), key=lambda i: ranks[i])]
+
+
 class Strategy(abc.ABC):
     """A search strategy over one space.
 
@@ -94,6 +125,8 @@ class Strategy(abc.ABC):
     derived from the seed and the number of trials told, so resume is exact) and de-duplication: with
     ``dedupe`` an arch already evaluated, or asked and not yet told (running in a parallel worker), is not
     proposed again while unseen ones remain, and :class:`SearchExhausted` is raised when none remain.
+
+    With a warm start (:meth:`set_warmstart`) the first asks are the proxies' picks instead of :meth:`propose`'s.
     """
 
     name: str = "strategy"
@@ -108,6 +141,7 @@ class Strategy(abc.ABC):
         self.history: list[TrialRecord] = []
         self.seen: set[Arch] = set()  # archs told
         self.pending: set[Arch] = set()  # archs asked and not told yet
+        self.warmstart: Warmstart | None = None  # configuration, not state: kept by reset()
 
     @classmethod
     def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
@@ -118,14 +152,80 @@ class Strategy(abc.ABC):
         Optuna's samplers take the constraints)."""
         return cls(space, seed=seed, objectives=objectives, **kwargs)
 
+    # -- the warm start
+    def set_warmstart(self, scorer: Callable[[Arch], Sequence[float]] | None, *, trials: int | None = None,
+                      candidates: int = 10, expected_trials: int | None = None) -> None:
+        """Warm the search up with zero-cost proxies: the "zero-cost warmup" of Abdelfattah et al., "Zero-Cost
+        Proxies for Lightweight NAS" (ICLR 2021), where proxy scores of many more archs than the
+        budget can train pick the first archs a search trains.
+
+        While fewer than ``trials`` trials have been asked (told, plus asked and running), :meth:`ask` returns
+        the best of ``candidates`` unseen random samples by the sum of per-proxy ranks (:func:`rank_sum_best`)
+        instead of :meth:`propose`'s arch; afterwards the strategy proposes as usual. Their records are told like
+        any other (:meth:`observe`), so the strategy's own model starts from them. ``scorer`` maps an arch to a
+        tuple of proxy scores (larger is better) and must be a function of the arch alone, so a strategy rebuilt
+        from the ledger proposes exactly what the uninterrupted one would; a scorer whose time budget is spent
+        (a true ``exhausted`` attribute, as :class:`~archlab.proxies.ProxyScorer`'s) ranks only the candidates it
+        scored in time. ``trials`` defaults to :meth:`warmstart_trials` of ``expected_trials`` (a budget
+        estimate). ``scorer=None`` removes the warm start.
+        """
+        if scorer is None:
+            self.warmstart = None
+            return
+        trials = self.warmstart_trials(expected_trials) if trials is None else trials
+        if trials < 1 or candidates < 1:
+            raise UserError(f"{self.name}: a warm start needs trials >= 1 and candidates >= 1, got {trials}, "
+                            f"{candidates}")
+        self.warmstart = Warmstart(scorer, trials, candidates)
+
+    def warmstart_trials(self, expected_trials: int | None) -> int:
+        """The default number of warm trials: a quarter of the expected trials, at least 2 and at most 10 (10
+        without an estimate).
+
+        The proxies correlate with trained accuracy only moderately (Abdelfattah et al.), so their picks seed the
+        strategy rather than replace it: three quarters of the budget or more is left to the strategy. The cap of
+        10 is the random start of the strategies here (TPE's startup trials, NSGA-II's first generation, local
+        search's and surrogate_ls's initial archs): the warm start replaces random draws by better ones and does
+        not delay the model-guided phase. Evolution overrides this with its population size.
+        """
+        if expected_trials is None:
+            return 10
+        return min(10, max(2, expected_trials // 4))
+
+    @property
+    def warming(self) -> bool:
+        """Whether the next ask is a warm-start pick (fewer than ``warmstart.trials`` asked so far)."""
+        return self.warmstart is not None and len(self.history) + len(self.pending) < self.warmstart.trials
+
+    def _warm_sample(self, rng: random.Random) -> Arch:
+        """The best of ``warmstart.candidates`` unseen random samples by the sum of per-proxy ranks."""
+        assert self.warmstart is not None
+        scorer, n = self.warmstart.scorer, self.warmstart.candidates
+        candidates: list[Arch] = []
+        for _ in range(n * 20):
+            arch = self.space.sample(rng)
+            if not self._taken(arch) and arch not in candidates:
+                candidates.append(arch)
+                if len(candidates) == n:
+                    break
+        scores = []
+        for arch in candidates:  # a scorer with a time budget (ProxyScorer.exhausted) ranks those it scored
+            if len(candidates) <= 1 or getattr(scorer, "exhausted", False):
+                break
+            scores.append(tuple(scorer(arch)))
+        if len(scores) <= 1:
+            return candidates[0] if candidates else self.space.sample(rng)
+        return rank_sum_best(candidates[:len(scores)], scores)
+
     # -- the interface
     def ask(self) -> Arch:
         rng = random.Random(self._step_seed())
-        arch = self.propose(rng)
+        pick = self._warm_sample if self.warming else self.propose
+        arch = pick(rng)
         if self.dedupe:
             tries = 0
             while self._taken(arch) and tries < self.max_resample:
-                arch = self.propose(rng)
+                arch = pick(rng)
                 tries += 1
             if self._taken(arch):  # the strategy is stuck on evaluated archs: take an unseen one at random
                 arch = self._unseen(rng)
@@ -197,4 +297,7 @@ class Strategy(abc.ABC):
                                                                   for r in self.history]}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "seed": self.seed, "dedupe": self.dedupe}
+        d: dict[str, Any] = {"name": self.name, "seed": self.seed, "dedupe": self.dedupe}
+        if self.warmstart is not None:
+            d["warmstart"] = self.warmstart.describe()
+        return d

@@ -9,9 +9,10 @@ drawn among the non-dominated members of the sample.
 With a ``scorer`` (zero-cost proxies, :class:`archlab.proxies.ProxyScorer`) the initial population is warmed up
 as in Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS" (ICLR 2021): each initial member is the best
 of ``warmup_candidates`` random samples by the scorer (the sum of each proxy's rank among the candidates), so
-the small budgets of a laptop do not spend their first trials on untrainable archs. A scorer whose time budget is
-spent (``scorer.exhausted``) ranks only the candidates it scored in time. Scores are a function of the
-arch alone, so a strategy rebuilt from the ledger proposes exactly what the uninterrupted one would have.
+the small budgets of a laptop do not spend their first trials on untrainable archs. This is the warm start every
+strategy has (:meth:`Strategy.set_warmstart`) over the first ``population_size`` trials asked: ``scorer=`` is
+shorthand for it, and :meth:`warmstart_trials` is the population size. (A member that fails leaves a place in the
+population that the next proposal, a plain random sample, fills.)
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class RegularizedEvolution(Strategy):
             raise UserError(f"rea: warmup_candidates must be >= 1, got {warmup_candidates}")
         self.population_size = population_size
         self.sample_size = sample_size
-        self.scorer = scorer
-        self.warmup_candidates = warmup_candidates
         self._population: deque[TrialRecord] = deque(maxlen=population_size)
+        if scorer is not None:
+            self.set_warmstart(scorer, trials=population_size, candidates=warmup_candidates)
 
     @classmethod
     def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
@@ -66,6 +67,10 @@ class RegularizedEvolution(Strategy):
         """
         return max(4, min(50, expected_trials // 3))
 
+    def warmstart_trials(self, expected_trials: int | None) -> int:
+        """The initial population is the warm start (Abdelfattah et al.'s warm-up of aging evolution)."""
+        return self.population_size
+
     @property
     def population(self) -> list[TrialRecord]:
         """The ``population_size`` most recent completed trials, oldest first (kept as they are told)."""
@@ -81,10 +86,8 @@ class RegularizedEvolution(Strategy):
 
     def propose(self, rng: random.Random) -> Arch:
         population = self._population
-        if len(population) < self.population_size:
-            if self.scorer is None:
-                return self.space.sample(rng)
-            return self._warm_sample(rng)
+        if len(population) < self.population_size:  # the initial population (warm-started by Strategy.ask)
+            return self.space.sample(rng)
         sample = rng.sample(population, self.sample_size)
         if len(self.objectives) == 1:  # no Pareto work for one objective: the fittest (the first of equals)
             parent = max(sample, key=self.fitness)
@@ -93,33 +96,5 @@ class RegularizedEvolution(Strategy):
             parent = rng.choice([r for r, on in zip(sample, on_front, strict=True) if on])
         return self.space.mutate(parent.arch, rng)
 
-    def _warm_sample(self, rng: random.Random) -> Arch:
-        """The best of ``warmup_candidates`` unseen random samples by the sum of per-proxy ranks."""
-        candidates: list[Arch] = []
-        for _ in range(self.warmup_candidates * 20):
-            arch = self.space.sample(rng)
-            if not self._taken(arch) and arch not in candidates:
-                candidates.append(arch)
-                if len(candidates) == self.warmup_candidates:
-                    break
-        scores = []
-        for arch in candidates:  # a scorer with a time budget (ProxyScorer.exhausted) ranks those it scored
-            if len(candidates) <= 1 or getattr(self.scorer, "exhausted", False):
-                break
-            scores.append(tuple(self.scorer(arch)))
-        if len(scores) <= 1:
-            return candidates[0] if candidates else self.space.sample(rng)
-        candidates = candidates[:len(scores)]
-        ranks = [0.0] * len(candidates)
-        for k in range(len(scores[0])):
-            column = [s[k] for s in scores]
-            for i, v in enumerate(column):  # rank = how many candidates this one beats (ties count half)
-                ranks[i] += sum(1.0 if v > w else 0.5 if v == w else 0.0 for w in column)
-        return candidates[max(range(len(candidates)), key=lambda i: ranks[i])]
-
     def describe(self) -> dict:
-        d = {**super().describe(), "population_size": self.population_size, "sample_size": self.sample_size}
-        if self.scorer is not None:
-            d["warmup"] = {"candidates": self.warmup_candidates,
-                           "proxies": list(getattr(self.scorer, "names", ["custom"]))}
-        return d
+        return {**super().describe(), "population_size": self.population_size, "sample_size": self.sample_size}

@@ -9,6 +9,11 @@ conditional Optuna parameters. The sampler is re-created before each ask with a 
 the number of trials told and the attempt, so a strategy rebuilt from the ledger makes the same proposals. A
 proposal that repeats an evaluated arch is not recorded anywhere: the strategy asks again with the next seed
 (and after ``max_duplicates`` attempts takes an unseen arch at random).
+
+A warm start (:meth:`Strategy.set_warmstart`) applies here too: its picks are asked by the base class, not the
+sampler, and told like the sampler's own proposals: each becomes a completed trial of the private study (an
+arch's params are valid whoever proposed it), so TPE counts the warm trials among its startup trials. NSGA-II
+only sees trials that carry its generation number: a warm trial is kept as a member of its first generation.
 """
 
 from __future__ import annotations
@@ -87,6 +92,12 @@ class OptunaStrategy(Strategy):
         return self.space.sample(rng)  # unused: ask() is the sampler's
 
     def ask(self) -> Arch:
+        if self.warming:  # the proxies' pick, not the sampler's (Strategy.set_warmstart)
+            arch = super().ask()
+            attrs = self.warm_attrs()
+            if attrs:
+                self._memos[arch] = attrs
+            return arch
         # a fresh private study of the told records for every ask: what the sampler sees is a function of the
         # history alone, so a strategy rebuilt from the ledger asks exactly what the live one asked
         study = self._new_study()
@@ -109,6 +120,10 @@ class OptunaStrategy(Strategy):
         if self.dedupe:
             self.pending.add(arch)
         return arch
+
+    def warm_attrs(self) -> dict[str, Any]:
+        """The sampler's attributes of a warm-start trial (kept in the ledger like those of its own trials)."""
+        return {}
 
     def memo(self, arch: Arch) -> dict[str, Any] | None:
         """The sampler's own attributes of the trial that proposed ``arch`` (NSGA-II's generation, ...), kept in
@@ -154,6 +169,10 @@ class TPE(OptunaStrategy):
 
 class NSGAII(OptunaStrategy):
     name = "nsga2"
+
+    def warm_attrs(self) -> dict[str, Any]:
+        """A warm trial is a member of the first generation (NSGA-II ignores trials without a generation)."""
+        return {optuna.samplers.NSGAIISampler._get_generation_key(): 0}
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         kw: dict[str, Any] = {"population_size": 10, **self.sampler_kwargs}

@@ -17,11 +17,15 @@ from archlab.study._budget import Budget
 from archlab.study._evaluator import TrainingEvaluator
 from archlab.train import TrainConfig
 
-__all__ = ["FINAL_LABEL_SMOOTHING", "FINAL_SHIFT", "SearchConfig", "TrainingEvaluatorFactory", "final_shift",
-           "final_train_config", "check_fingerprint", "make_space", "rebuild_space", "space_from_spec", "space_pin"]
+__all__ = ["FINAL_LABEL_SMOOTHING", "FINAL_SHIFT", "WARMSTARTS", "SearchConfig", "TrainingEvaluatorFactory",
+           "final_shift", "final_train_config", "check_fingerprint", "make_space", "rebuild_space", "space_from_spec",
+           "space_pin"]
 
 FINAL_LABEL_SMOOTHING = 0.1
 FINAL_SHIFT = 1  # pixels of random translation in the final training (images of >= 16 pixels a side)
+#: ``SearchConfig.warmstart``: "proxies" picks the first trials of any strategy by zero-cost proxies in accuracy-only
+#: runs (:meth:`archlab.search.Strategy.set_warmstart`); "none" leaves every proposal to the strategy
+WARMSTARTS = ("proxies", "none")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class SearchConfig:
     lr: float = 3e-3
     storage: str | None = None
     export_onnx: bool = True
-    proxy_warmup: bool = True  # evolution's first population picked by zero-cost proxies (accuracy-only runs)
+    warmstart: str = "proxies"  # one of WARMSTARTS: the first trials picked by zero-cost proxies, or not
     median_stopping: bool = True  # stop a trial whose curve falls below the median of earlier trials' curves
     workers: int = 1  # trials trained side by side, each in its own process with its share of the cores
 
@@ -65,6 +69,8 @@ class SearchConfig:
             raise UserError(f"budget must be a positive duration, got {self.budget_s}")
         if self.workers < 1:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
+        if self.warmstart not in WARMSTARTS:
+            raise UserError(f"unknown --warmstart {self.warmstart!r}; choose from {', '.join(WARMSTARTS)}")
         if self.n_trials is not None and self.n_trials < 1:
             raise UserError(f"--trials must be >= 1, got {self.n_trials}")
         if self.epochs < 1:
@@ -151,11 +157,16 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        """The configuration a ``run.json`` saved (that of an older archlab too: its ``proxy_warmup`` flag is
+        ``warmstart``, True "proxies" and False "none")."""
+        d = dict(d)
+        if "proxy_warmup" in d:
+            old = d.pop("proxy_warmup")
+            d.setdefault("warmstart", "proxies" if old else "none")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise UserError(f"run configuration has unknown keys {sorted(unknown)}")
-        d = dict(d)
         for key in ("objectives", "mixers"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])

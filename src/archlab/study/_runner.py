@@ -39,6 +39,7 @@ from archlab.search import (
     create_strategy,
     resolve_constraints,
     resolve_objectives,
+    strategy_class,
 )
 from archlab.space import Space
 from archlab.study._artifacts import exportable
@@ -187,6 +188,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     # the run's clock: this session's time, and the searching of the sessions before it
     run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
     summary = _summary(cfg, led, space, dataset, result, out)
+    summary["strategy"] = strat.describe()  # what the strategy was, its warm start included
     if training and result.best is not None and out is not None:
         assert dataset is not None
         _finalize(summary, cfg, space, dataset, evaluator, result, out, run_clock, emit)
@@ -213,19 +215,28 @@ def tail_seconds(cfg: SearchConfig) -> float:
 
 def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | None, objectives: Sequence[Any],
                    constraints: Sequence[Any], training: bool, expected_trials: int) -> Strategy:
-    extra: dict[str, Any] = {}
-    if (cfg.proxy_warmup and name == "rea" and training and data is not None
+    """Strategy ``name`` for the run. A strategy built on zero-cost proxies (a class attribute ``proxy_names``)
+    gets a :class:`ProxyScorer` of them (``scorer=``); any other gets the proxies' warm start
+    (:meth:`Strategy.set_warmstart`) with ``cfg.warmstart == "proxies"`` in an accuracy-only training run."""
+    # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score)
+    limit = 0.1 * cfg.search_budget_s if cfg.search_budget_s is not None else None
+    proxy_names = getattr(strategy_class(name), "proxy_names", None)
+    if proxy_names is not None:
+        extra = {} if data is None else {"scorer": ProxyScorer(space, data.x_train, data.y_train, names=proxy_names,
+                                                               seed=cfg.seed, time_budget_s=limit)}
+        return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
+                               expected_trials=expected_trials, **extra)
+    strategy = create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
+                               expected_trials=expected_trials)
+    if (cfg.warmstart == "proxies" and training and data is not None
             and [o.name for o in objectives] == ["accuracy"]):
         # proxies predict trainability, not cost: with cost objectives they would bias toward big archs. Under a
         # time fidelity they also favour archs too big to train for more than a few epochs in a trial, so the
         # candidates' FLOPs rank counts too ("-flops": cheaper is better).
         names = ("naswot", "snip", "-flops") if cfg.trial_seconds_effective() is not None else ("naswot", "snip")
-        # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score)
-        limit = 0.1 * cfg.search_budget_s if cfg.search_budget_s is not None else None
-        extra["scorer"] = ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed,
-                                      time_budget_s=limit)
-    return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
-                           expected_trials=expected_trials, **extra)
+        strategy.set_warmstart(ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed,
+                                           time_budget_s=limit), expected_trials=expected_trials)
+    return strategy
 
 
 class _BestSaver:
