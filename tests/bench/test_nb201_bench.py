@@ -155,7 +155,7 @@ def test_cli_prints_mean_std_and_the_published_reference(shared_data, tmp_path):
                 "--table", str(shared_data / NB201_FILE), "--rows", str(tmp_path / "rows.json"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["runs"] == 8 and out["published"] == {"mean": 93.92, "std": 0.30}
+    assert out["runs"] == 8 and out["published"] == {"mean": 93.92, "std": 0.30, "source": "NB201 paper, Table 5"}
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert out["mean"] == pytest.approx(statistics.fmean(row["cifar10"] for row in rows))
     assert out["std"] == pytest.approx(statistics.stdev(row["cifar10"] for row in rows))
