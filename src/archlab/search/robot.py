@@ -149,11 +149,7 @@ class RoBoT(Strategy):
 
     def best_weights(self) -> np.ndarray | None:
         """The weights whose top candidate scored best so far (the latest among equals), or None."""
-        if not self._obs_y:
-            return None
-        best = max(self._obs_y)
-        i = max(k for k, y in enumerate(self._obs_y) if y == best)
-        return np.array(self._obs_w[i])
+        return self._best_of(self._obs_w, self._obs_y)
 
     def _top(self, w: np.ndarray) -> int:
         assert self._matrix is not None
