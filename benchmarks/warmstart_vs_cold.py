@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def one_run(strategy: str, seed: int, warmstart: str, args: argparse.Namespace) 
                        warmstart=warmstart)
     ledger = Ledger.memory(("accuracy",))
     start = time.perf_counter()
-    summary = run_search(cfg, None, ledger=ledger, report=False)
+    with tempfile.TemporaryDirectory() as out:  # the run's checkpoints are not kept
+        summary = run_search(cfg, out, ledger=ledger, report=False)
     wall = time.perf_counter() - start
     rows = sorted((t for t in ledger.trials() if t.get("status") == "complete"), key=lambda t: t["number"])
     best, curve = 0.0, []
@@ -69,6 +71,8 @@ def main() -> None:
                 rows.append(row)
                 print(f"{strategy} seed {seed} {warmstart:8s}: {row['trials_to_target']} trials to "
                       f"{args.target}, best {row['best']:.4f} ({row['wall_s']:.0f} s)", flush=True)
+                if args.json is not None:  # the rows so far, so an interrupted run keeps them
+                    save_results(args.json, args, rows)
     summary = []
     for strategy in args.strategies:
         by = {w: {r["seed"]: r for r in rows if r["strategy"] == strategy and r["warmstart"] == w}

@@ -49,3 +49,28 @@ def timm():
         if os.environ.get("CI"):
             pytest.fail("CI: timm must be installed (pip install --no-deps timm==1.0.31)", pytrace=False)
         pytest.skip("timm is not installed")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> str:
+    """A PostgreSQL server for the ledger tests: ``$ARCHLAB_TEST_POSTGRES``, else a throw-away one started here
+    (tests/_postgres.py). Under CI a server that cannot start is a failure, not a skip."""
+    import sys
+
+    if os.environ.get("ARCHLAB_TEST_POSTGRES"):
+        yield os.environ["ARCHLAB_TEST_POSTGRES"]
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _postgres import throwaway_postgres
+
+    try:
+        server = throwaway_postgres(tmp_path_factory.mktemp("postgres"))
+        url = server.__enter__()
+    except RuntimeError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: PostgreSQL must be available for the ledger tests: {e}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {e}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)

@@ -22,3 +22,7 @@ class DataError(UserError):
 
 class StorageError(UserError):
     """A ledger storage that cannot be reached or opened."""
+
+
+class WorkersDied(RuntimeError):
+    """The search's worker processes kept dying (out of memory, killed); the trials done so far are in the ledger."""

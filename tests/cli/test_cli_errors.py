@@ -61,6 +61,8 @@ def mismatched_folder(root: Path) -> Path:
         (lambda t: ["--max-params", "-3"], ["max-params"]),
         (lambda t: ["--workers", "0"], ["--workers must be >= 1"]),
         (lambda t: ["--warmstart", "magic"], ["unknown --warmstart 'magic'", "proxies, none"]),
+        (lambda t: ["--space", "metaformer", "--data", "associative-recall"],
+         ["the metaformer space does not fit the data 'associative-recall'", "does not take vocab_size"]),
     ],
 )
 def test_bad_search_input(tmp_path, make_args, needles):
@@ -68,6 +70,24 @@ def test_bad_search_input(tmp_path, make_args, needles):
     result = archlab("search", "--trials", "1", "--out", str(out), *make_args(tmp_path))
     assert_one_line_error(result, *needles)
     assert not out.exists(), "a run folder was left behind"
+
+
+def test_a_storage_password_is_never_printed(tmp_path):
+    result = archlab("search", "--trials", "1", "--out", str(tmp_path / "run"), "--storage",
+                     "postgresql://archlab:hunter2@127.0.0.1:1/nothing")
+    assert_one_line_error(result, "cannot open storage 'postgresql://archlab:***@127.0.0.1:1/nothing'")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and /sys")
+def test_an_unusable_out_folder_is_one_line(tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    for out, needle in ((file, "is a file, not a folder"), (file / "run", "a part of the path is a file"),
+                        (Path("/proc/archlab-run"), "cannot write there"),
+                        (Path("/sys/archlab-run"), "--out /sys/archlab-run")):
+        assert_one_line_error(archlab("search", "--trials", "1", "--out", str(out)), needle)
+    assert file.read_text() == "keep me" and not Path("/sys/archlab-run").exists()
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.proxies import PROXIES, ProxyScorer, compute_proxies, grad_norm, jacob_cov, naswot, snip, synflow
+from archlab.proxies import (
+    PROXIES,
+    ProxyScorer,
+    compute_proxies,
+    grad_norm,
+    jacob_cov,
+    naswot,
+    snip,
+    synflow,
+    vote_scores,
+)
 from archlab.space import Space, choice
 
 
@@ -132,3 +143,26 @@ def test_the_search_warmup_scores_archs_with_tokens_folded_into_the_batch():
     for seed in range(3):
         values = scorer(space.sample(seed=seed))
         assert len(values) == 3 and all(math.isfinite(v) for v in values[1:])
+
+
+def test_vote_scores_are_the_pairwise_majority_counted_per_arch():
+    rng = np.random.default_rng(0)
+    rows = [{"a": float(a), "b": float(b), "c": float(c)} for a, b, c in rng.integers(0, 4, size=(40, 3))]
+    rows[3]["b"] = float("nan")  # no vote for this one
+    rows[5]["a"] = rows[6]["a"] = float("inf")  # inf against inf is a tie
+
+    def margin(r, s):
+        return sum(np.sign(np.nan_to_num(r[k] - s[k], nan=0.0)) for k in "abc")
+
+    ok = [r for r in rows if not any(np.isnan(r[k]) for k in "abc")]
+    brute = [sum(1.0 if margin(r, s) > 0 else 0.5 if margin(r, s) == 0 else 0.0 for s in ok if s is not r)
+             if r in ok else np.nan for r in rows]
+    got = vote_scores(rows, ("a", "b", "c"))
+    np.testing.assert_array_equal(got, brute)
+    # a vote of one proxy with itself ranks like that proxy; the ranks are a permutation's when there are no ties
+    distinct = [{"a": float(v), "b": float(v)} for v in rng.permutation(25)]
+    assert list(np.argsort(vote_scores(distinct, ("a", "b")))) == list(np.argsort([r["a"] for r in distinct]))
+    with pytest.raises(UserError, match="at least two"):
+        vote_scores(rows, ("a",))
+    with pytest.raises(UserError, match="no column for proxy zz"):
+        vote_scores(rows, ("a", "zz"))

@@ -18,6 +18,7 @@ that has every proxy asked for.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import math
 from collections.abc import Sequence
@@ -66,12 +67,12 @@ def load_nb201_proxies(proxies: Sequence[str]) -> ProxyTable:
         raise UserError("no proxy asked for")
     best: tuple[str, list[str]] | None = None
     for file, _meta in sorted(NB201_PROXY_FILES.items(), key=lambda kv: -kv[1]["cells"]):
-        header = _rows(file, header_only=True)[0]
+        header = _header(file)
         if all(n in header for n in names):
             best = (file, header)
             break
     if best is None:
-        have = sorted({c for f in NB201_PROXY_FILES for c in _rows(f, header_only=True)[0]}
+        have = sorted({c for f in NB201_PROXY_FILES for c in _header(f)}
                       - {"arch", "seconds", "errors"})
         raise UserError(f"no shipped NB201 proxy table has {', '.join(names)}; it has {', '.join(have)}")
     file = best[0]
@@ -88,6 +89,11 @@ def load_nb201_proxies(proxies: Sequence[str]) -> ProxyTable:
 
 def _number(text: str) -> float:
     return float(text) if text.strip() else math.nan
+
+
+@functools.cache
+def _header(file: str) -> tuple[str, ...]:
+    return tuple(_rows(file, header_only=True)[0])
 
 
 def _rows(file: str, header_only: bool = False) -> tuple[list[str], list[dict[str, str]]]:

@@ -25,6 +25,16 @@ def _space() -> Space:
     return Space(name="nb201-synthetic", **{f"edge{i}": choice(list(NB201_OPERATIONS)) for i in range(EDGES)})
 
 
+class _EdgeIndex:
+    """An arch's row: the sum of its edges' contributions (a class, so that a table pickles to worker processes)."""
+
+    def __init__(self, terms: list[tuple[str, dict[str, int]]]) -> None:
+        self.terms = terms
+
+    def __call__(self, arch: Arch) -> int:
+        return sum(term[arch[name]] for name, term in self.terms)
+
+
 def synthetic_nb201_table(seed: int = 0) -> Table:
     """The synthetic table over the space ``edge0..edge5`` (each a choice of :data:`NB201_OPERATIONS`); columns
     ``val_accuracy`` (the search reward), ``test_accuracy`` (hidden from strategies) and ``cost_s``."""
@@ -46,9 +56,5 @@ def synthetic_nb201_table(seed: int = 0) -> Table:
     weights = [int(w) for w in n_ops ** np.arange(EDGES)[::-1]]
     # one dict per edge: operation -> its contribution to the row index
     terms = [(f"edge{i}", {op: j * weights[i] for j, op in enumerate(NB201_OPERATIONS)}) for i in range(EDGES)]
-
-    def index(arch: Arch) -> int:
-        return sum(term[arch[name]] for name, term in terms)
-
-    return Table(_space(), index, {"val_accuracy": np.clip(val, 0, 1), "test_accuracy": np.clip(test, 0, 1),
+    return Table(_space(), _EdgeIndex(terms), {"val_accuracy": np.clip(val, 0, 1), "test_accuracy": np.clip(test, 0, 1),
                                    "cost_s": cost}, hidden=("test_accuracy",))

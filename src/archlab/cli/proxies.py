@@ -65,7 +65,8 @@ def proxies(
 ) -> None:
     """Score archs by zero-cost proxies at initialisation, all on one fixed training batch, writing a CSV row per
     arch (a failing proxy is NaN, its reason in the errors column); on nb201 with CIFAR data, print each proxy's
-    Spearman and Kendall rank correlation with NAS-Bench-201's 200-epoch test accuracy."""
+    Spearman and Kendall rank correlation with NAS-Bench-201's 200-epoch test accuracy (and, when synflow,
+    jacob_cov and snip are among the proxies, that of their majority vote, row "vote")."""
     from archlab.proxies import DEFAULT_BATCH_PROXIES, read_archs, sample_archs
     from archlab.proxies._batch import check_proxy_names
 
@@ -95,15 +96,16 @@ def proxies(
                               "computed": computed, "seconds": round(seconds, 3)}
     if tab is not None:
         from archlab.bench import DATASETS
-        from archlab.proxies import proxy_correlations
+        from archlab.proxies import VOTE_PROXIES, proxy_correlations
 
         column = tab.columns[DATASETS[key]]
         acc = [100 * float(column[tab.space.index(tab.space.from_string(r["arch"]))]) for r in rows]
-        result.update(proxy_correlations(rows, acc, chosen), dataset=key)
+        votes = {"vote": VOTE_PROXIES} if set(VOTE_PROXIES) <= set(chosen) else None
+        result.update(proxy_correlations(rows, acc, chosen, votes=votes), dataset=key)
     if as_json:
         print_json(result)
         return
-    _print(result, chosen)
+    _print(result)
 
 
 def _check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -210,7 +212,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def _print(result: dict[str, Any], names: list[str]) -> None:
+def _print(result: dict[str, Any]) -> None:
     if result["spearman"] is None:
         out.print(f"{result['n']} archs scored ({result['computed']} now, in {result['seconds']:.1f} s); scores in "
                   f"{result['csv']} (no accuracy table for this space and data: no correlations)", highlight=False,
@@ -223,7 +225,7 @@ def _print(result: dict[str, Any], names: list[str]) -> None:
     for col, justify in (("proxy", "left"), ("Spearman ρ", "right"), ("Kendall τ", "right"), ("n", "right")):
         t.add_column(col, justify=justify)
     rho = result["spearman"]
-    for name in sorted(names, key=lambda n: (rho[n] is None, -(rho[n] or 0.0))):  # the best proxy first
+    for name in sorted(rho, key=lambda n: (rho[n] is None, -(rho[n] or 0.0))):  # the best proxy first
         t.add_row(name, _fmt(result["spearman"][name]), _fmt(result["kendall"][name]),
                   str(result["n_by_proxy"][name]))
     out.print(t)

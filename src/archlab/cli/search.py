@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from archlab.cli._app import EXIT_INTERRUPTED, app, err, flag, out, print_json, process_start, user_errors
-from archlab.errors import UserError
+from archlab._urls import drop_password
+from archlab.cli._app import EXIT_INTERRUPTED, app, err, fail, flag, out, print_json, process_start, user_errors
+from archlab.errors import UserError, WorkersDied
 from archlab.report.format import format_count, format_int, format_ms, format_percent
+from archlab.search import list_strategies
 from archlab.space import list_spaces
 
 __all__ = ["SearchProgress", "search"]
@@ -92,8 +94,8 @@ class SearchProgress:
 #: Options that define a run and so cannot change when it is resumed (each sets the SearchConfig field of its name,
 #: but for the flags in _FIELD).
 _FIXED_ON_RESUME = ("data", "space", "mixers", "strategy", "objectives", "seed", "epochs", "trial_seconds",
-                    "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage", "workers",
-                    "no_median_stopping", "warmstart", "no_proxy_warmup")
+                    "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage",
+                    "no_median_stopping", "warmstart", "no_proxy_warmup")  # --workers may change
 _FIELD = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "warmstart"}
 
 
@@ -116,7 +118,10 @@ def _check_resume_options(ctx: typer.Context, resume: Path, cfg: Any, new_budget
     saved = SearchConfig.from_dict(info["config"])
     for option in _FIXED_ON_RESUME:
         field = _FIELD.get(option, option)
-        if _given(ctx, option) and getattr(cfg, field) != getattr(saved, field):
+        now, then = getattr(cfg, field), getattr(saved, field)
+        if field == "storage" and now and then:  # the same storage, its password given again at run time
+            now, then = drop_password(now), drop_password(then)
+        if _given(ctx, option) and now != then:
             flag = "--" + option.replace("_", "-")
             raise UserError(f"{flag} cannot change when resuming: the run in {resume} has {field} = "
                             f"{getattr(saved, field)!r}; drop {flag}, or start a new run with --out")
@@ -140,7 +145,7 @@ def search(
     = "metaformer",
     mixers: Annotated[str | None, typer.Option(help="comma-separated token mixers to search among "
                                                     "(default: every registered mixer)")] = None,
-    strategy: Annotated[str, typer.Option(help="random, rea, reinforce, tpe, nsga2")] = "rea",
+    strategy: Annotated[str, typer.Option(help=", ".join(list_strategies()))] = "rea",
     objectives: Annotated[str, typer.Option(help="comma-separated: accuracy, params, flops, latency_ms")]
     = "accuracy",
     budget: Annotated[str | None, typer.Option(help="wall-clock budget: 180s, 30m, 1h")] = None,
@@ -167,6 +172,12 @@ def search(
         "learning curve falls below the median of earlier trials' curves")] = False,
     workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
                                              "share of the cores (small nets use a second thread poorly)")] = 1,
+    executor: Annotated[str, typer.Option(help="where trials run: local (processes on this machine) or ray (Ray "
+                                               "actors; pip install \"archlab\\[ray]\")", metavar="local|ray")]
+    = "local",
+    address: Annotated[str, typer.Option(help="--executor ray: local (a Ray instance started for the run), auto "
+                                              "(the cluster this machine is part of) or ray://HOST:PORT")]
+    = "local",
     warmstart: Annotated[str, typer.Option(
         help="proxies: in accuracy-only runs, each of the strategy's first trials (rea: its first population; "
              "others: a quarter of the expected trials, at most 10) is the best of 10 random archs by zero-cost "
@@ -197,7 +208,7 @@ def search(
             trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
             train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
             max_latency_ms=max_latency_ms, storage=storage, warmstart=warmstart,
-            median_stopping=not no_median_stopping, workers=workers)
+            median_stopping=not no_median_stopping, workers=workers, executor=executor, address=address)
         # a resumed run keeps its saved configuration; only a new budget (time and/or trials) replaces the old one
         cfg = asked if resume is None or new_budget else None
         if resume is not None:
@@ -214,7 +225,14 @@ def search(
         progress = SearchProgress(enabled=not as_json and err.is_terminal)
         try:
             summary = run_search(cfg, folder, resume=resume is not None, progress=progress, report=not no_report,
-                                 started=started)
+                                 started=started, ledger=storage if resume is not None else None,
+                                 workers=workers if _given(ctx, "workers") else None,
+                                 executor=executor if _given(ctx, "executor") else None,
+                                 address=address if _given(ctx, "address") else None)
+        except WorkersDied as e:
+            progress.close()
+            fewer = f" --workers {max(1, workers // 2)}" if workers > 1 else ""
+            fail(f"{e}; continue with `archlab search --resume {folder}{fewer}`", code=1)
         except KeyboardInterrupt:
             progress.close()
             if (Path(folder) / RUN_FILE).is_file():

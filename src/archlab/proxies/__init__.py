@@ -12,12 +12,14 @@ reference code each follows, and where they depart from it.
 
 from archlab.proxies._batch import (
     DEFAULT_BATCH_PROXIES,
+    VOTE_PROXIES,
     arch_label,
     proxy_batch,
     proxy_correlations,
     read_archs,
     sample_archs,
     score_archs,
+    vote_scores,
 )
 from archlab.proxies._proxies import (
     PROXIES,
@@ -39,6 +41,7 @@ from archlab.proxies._proxies import (
     zen,
 )
 
-__all__ = ["DEFAULT_BATCH_PROXIES", "PROXIES", "ProxyScorer", "arch_label", "compute_proxies", "epe_nas", "fisher",
-           "flops", "grad_norm", "grasp", "jacob_cov", "l2_norm", "naswot", "nwot", "params", "plain", "proxy_batch",
-           "proxy_correlations", "read_archs", "sample_archs", "score_archs", "snip", "synflow", "zen"]
+__all__ = ["DEFAULT_BATCH_PROXIES", "PROXIES", "VOTE_PROXIES", "ProxyScorer", "arch_label", "compute_proxies",
+           "epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacob_cov", "l2_norm", "naswot", "nwot", "params",
+           "plain", "proxy_batch", "proxy_correlations", "read_archs", "sample_archs", "score_archs", "snip",
+           "synflow", "vote_scores", "zen"]

@@ -34,14 +34,17 @@ from archlab.errors import SpaceError, UserError
 from archlab.proxies._proxies import PROXIES, compute_proxies
 from archlab.space import Arch, Space, as_rng
 
-__all__ = ["DEFAULT_BATCH_PROXIES", "arch_label", "check_proxy_names", "csv_header", "proxy_batch",
-           "proxy_correlations", "read_archs", "sample_archs", "score_archs"]
+__all__ = ["DEFAULT_BATCH_PROXIES", "VOTE_PROXIES", "arch_label", "check_proxy_names", "csv_header", "proxy_batch",
+           "proxy_correlations", "read_archs", "sample_archs", "score_archs", "vote_scores"]
 
 #: What ``archlab proxies`` scores by default: every proxy but ``zen`` (slow: its Gaussian passes repeat the
 #: forward several times) and ``naswot`` (the same score as ``nwot``).
 DEFAULT_BATCH_PROXIES: tuple[str, ...] = tuple(n for n in PROXIES if n not in ("zen", "naswot"))
 
 _FIXED_COLUMNS = ("arch", "seconds", "errors")
+
+#: The proxies of Abdelfattah et al.'s majority vote (ICLR 2021, section 4: "vote" of synflow, jacob_cov and snip).
+VOTE_PROXIES: tuple[str, ...] = ("synflow", "jacob_cov", "snip")
 
 
 def check_proxy_names(names: Iterable[str]) -> list[str]:
@@ -86,15 +89,11 @@ def sample_archs(space: Space, n: int, seed: int = 0) -> list[Arch]:
     size = space.size()
     if n > size:
         raise UserError(f"cannot sample {n} distinct archs: the {space.name} space has {size:,} archs")
-    rng = as_rng(seed)
-    archs: dict[str, Arch] = {}
-    for _ in range(100 * n + 1000):
-        arch = space.sample(rng)
-        archs.setdefault(arch.key, arch)
-        if len(archs) == n:
-            return list(archs.values())
-    raise UserError(f"drew only {len(archs)} distinct archs of the {space.name} space in {100 * n + 1000} "
-                    f"samples; ask for fewer than {n}")
+    archs = list(space.sample_distinct(n, as_rng(seed)))
+    if len(archs) < n:
+        raise UserError(f"drew only {len(archs)} distinct archs of the {space.name} space in {100 * n + 1000} "
+                        f"samples; ask for fewer than {n}")
+    return archs
 
 
 def read_archs(space: Space, path: str | os.PathLike) -> list[Arch]:
@@ -223,10 +222,43 @@ def score_archs(space: Space, data: Any, archs: Sequence[Arch], names: Sequence[
     return [done[label] for label in order]
 
 
+def vote_scores(rows: Sequence[dict[str, Any]], names: Sequence[str] = VOTE_PROXIES) -> np.ndarray:
+    """The majority vote of the proxies ``names`` as one score per row (Abdelfattah et al., ICLR 2021, section 4).
+
+    Arch ``a`` is preferred to ``b`` when more of the proxies score ``a`` above ``b`` than below it; a row's
+    score is the number of other rows it is preferred to, plus half of those it ties with (its Copeland score),
+    so ranking by it follows the pairwise majority. A row where any of the proxies is NaN scores NaN and takes no
+    part in the vote. Needs ``O(len(rows)**2 * len(names))`` comparisons, made a block of rows at a time (about
+    32 MB of memory).
+    """
+    if len(names) < 2:
+        raise UserError(f"a vote needs at least two proxies, got {list(names)}")
+    missing = [n for n in names if rows and n not in rows[0]]
+    if missing:
+        raise UserError(f"no column for proxy {', '.join(missing)} in the scores; a vote needs every proxy it "
+                        f"counts ({', '.join(names)})")
+    matrix = np.asarray([[float(r[n]) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    ok = ~np.isnan(matrix).any(axis=1)
+    valid = matrix[ok]
+    out = np.full(len(rows), np.nan)
+    wins = np.empty(len(valid))
+    block = max(1, (1 << 22) // max(1, valid.size))
+    for start in range(0, len(valid), block):
+        part = valid[start:start + block]
+        # (block, n, proxies): +1 where the row's proxy is above the other's, -1 below, 0 equal (inf == inf)
+        with np.errstate(invalid="ignore"):  # inf - inf: equal
+            margin = np.sign(np.nan_to_num(part[:, None, :] - valid[None, :, :], nan=0.0)).sum(axis=2)
+        wins[start:start + block] = (margin > 0).sum(axis=1) + 0.5 * ((margin == 0).sum(axis=1) - 1)
+    out[ok] = wins
+    return out
+
+
 def proxy_correlations(rows: Sequence[dict[str, Any]], accuracies: Sequence[float],
-                       names: Sequence[str] | None = None) -> dict[str, Any]:
+                       names: Sequence[str] | None = None,
+                       votes: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Spearman's rho and Kendall's tau (``scipy.stats``; tau-b, which handles ties) of each proxy's scores in
     ``rows`` with ``accuracies`` (one per row), leaving out the rows where the score or the accuracy is NaN.
+    ``votes`` adds, under each of its keys, the majority vote of the proxies it names (:func:`vote_scores`).
 
     Returns ``{"spearman": {proxy: rho}, "kendall": {proxy: tau}, "n": rows with an accuracy, "n_by_proxy":
     {proxy: rows used}}``; a correlation is ``None`` when it is undefined (fewer than two rows, or constant
@@ -239,9 +271,11 @@ def proxy_correlations(rows: Sequence[dict[str, Any]], accuracies: Sequence[floa
         raise UserError(f"{len(rows)} rows but {len(acc)} accuracies")
     if names is None:
         names = [k for k in (rows[0] if rows else {}) if k not in _FIXED_COLUMNS]
+    columns = {name: np.asarray([float(r[name]) for r in rows], dtype=np.float64) for name in names}
+    for key, members in (votes or {}).items():
+        columns[key] = vote_scores(rows, members)
     out: dict[str, Any] = {"spearman": {}, "kendall": {}, "n": int(np.sum(~np.isnan(acc))), "n_by_proxy": {}}
-    for name in names:
-        scores = np.asarray([float(r[name]) for r in rows], dtype=np.float64)
+    for name, scores in columns.items():
         keep = ~np.isnan(scores) & ~np.isnan(acc)
         s, a = scores[keep], acc[keep]
         out["n_by_proxy"][name] = int(keep.sum())

@@ -16,6 +16,7 @@ in :attr:`BatchPass.errors` and only the proxies that need it come out NaN.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from archlab.proxies._common import WEIGHT_LAYERS, call, cloned_buffers, isolated, removing, reseed, weight_names
 
-__all__ = ["BatchPass", "batch_pass", "code_modules", "single"]
+__all__ = ["BatchPass", "batch_pass", "code_kernel", "code_modules", "single"]
 
 _OTHER_ACTIVATIONS = (nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.ELU)
 
@@ -37,6 +38,21 @@ def code_modules(model: nn.Module) -> list[nn.Module]:
     (an extension: the reference would score such a network ``-inf``)."""
     relus = [m for m in model.modules() if "ReLU" in type(m).__name__]
     return relus or [m for m in model.modules() if isinstance(m, _OTHER_ACTIVATIONS)]
+
+
+def code_kernel(a: torch.Tensor, n: int) -> torch.Tensor:
+    """NASWOT's kernel of one activation's input ``a`` over ``n`` examples: ``K_ij`` = the number of units on
+    which examples i and j have the same binary code ``c = a > 0`` (batch-major leading dims, tokens folded into
+    the batch as ``(B*N, C)``, are regrouped per example), as ``c c^T + (1-c)(1-c)^T`` written with one product:
+    ``2 c c^T - s_i - s_j + m`` (``s`` the row sums, ``m`` the units). The product of 0/1 codes is exact in float32
+    below 2**24 units at the default matmul precision; otherwise it is taken in float64."""
+    c = (a.reshape(n, -1) > 0)
+    m = c.shape[1]
+    exact32 = m < 2**24 and torch.get_float32_matmul_precision() == "highest"
+    c = c.float() if exact32 else c.double()
+    cc = (c @ c.t()).double()
+    s = cc.diagonal()
+    return 2 * cc - s[:, None] - s[None, :] + m
 
 
 @dataclass
@@ -87,13 +103,22 @@ def batch_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, see
         terms: list[torch.Tensor] = []
         tensor_handles: list = []
 
+        recent: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
         def code_hook(_module, inp, _out) -> None:
-            a = inp[0].detach() if inp and isinstance(inp[0], torch.Tensor) else None
+            a = inp[0] if inp and isinstance(inp[0], torch.Tensor) else None
             if a is None or a.dim() == 0 or a.numel() % len(x):
                 return  # not a per-example activation
-            # batch-major leading dims (tokens folded into the batch, (B*N, C)) are regrouped per example
-            c = (a.reshape(len(x), -1) > 0).double()
-            kernel.append(c @ c.t() + (1 - c) @ (1 - c).t())
+            # one tensor read by several activations (a cell node feeding several edges) counts once per
+            # activation, as in the reference, but its kernel is computed once; the few last inputs are kept alive
+            # so that their ids are not reused while cached
+            hit = recent.get(id(a))
+            if hit is None or hit[0] is not a:
+                hit = (a, code_kernel(a.detach(), len(x)))
+                recent[id(a)] = hit
+                if len(recent) > 8:
+                    recent.popitem(last=False)
+            kernel.append(hit[1])
 
         with removing([]) as handles:
             if codes:

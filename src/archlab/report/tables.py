@@ -7,11 +7,11 @@ from the run (architectures, names, failure reasons) reaches the page as markup.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from archlab._urls import mask_password
 from archlab.report._trials import arch_text, mapping, objective_names, shorten, state
 from archlab.report.format import (
     MISSING,
@@ -39,16 +39,13 @@ class Cell:
     title: str | None = None
 
 
-def _masked_storage(storage: Any) -> str:
-    # A storage URL can carry a database password; the report is meant to be shared.
-    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", str(storage))
 
 
 def run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs saying what was searched, in the order the page shows them."""
     run = mapping(summary.get("run"))
     facts = [
-        (label, str(run[key]) if key != "storage" else _masked_storage(run[key]))
+        (label, str(run[key]) if key != "storage" else mask_password(run[key]))
         for label, key in (
             ("space", "space"),
             ("data", "data"),

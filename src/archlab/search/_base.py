@@ -235,9 +235,10 @@ class Strategy(abc.ABC):
         return arch
 
     def _step_seed(self, *extra: object) -> str:
-        """The seed of this step's generator: the run seed and the trials told (and asked and running, with
-        parallel workers), so a rebuilt strategy draws what the live one drew."""
-        parts = [self.name, self.seed, len(self.history)] + ([len(self.pending)] if self.pending else []) + list(extra)
+        """The seed of this step's generator: the run seed and the trials asked so far (told, or running in
+        parallel workers), so a rebuilt strategy draws what the live one drew, and a strategy that does not learn
+        from results (random search) draws the same archs with any number of workers, whatever the timing."""
+        parts = [self.name, self.seed, len(self.history) + len(self.pending)] + list(extra)
         return ":".join(map(str, parts))
 
     def _taken(self, arch: Arch) -> bool:

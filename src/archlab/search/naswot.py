@@ -58,14 +58,7 @@ class NaswotSearch(Strategy):
                 scored = [(self._table[a], a) for a in candidates]
             else:
                 assert self.scorer is not None
-                candidates, seen = [], set()
-                for _ in range(100 * self.n_candidates + 1000):
-                    if len(candidates) >= min(self.n_candidates, self.space.size()):
-                        break
-                    arch = self.space.sample(gen)
-                    if arch not in seen:
-                        seen.add(arch)
-                        candidates.append(arch)
+                candidates = list(self.space.sample_distinct(self.n_candidates, gen))
                 scored = []
                 for arch in candidates:
                     if len(scored) >= 1 and getattr(self.scorer, "exhausted", False):

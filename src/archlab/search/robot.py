@@ -126,16 +126,9 @@ class RoBoT(Strategy):
         limit = self._pool_limit
         archs: list[Arch] = []
         rows: list[Sequence[float]] = []
-        drawn: set[Arch] = set()
-        for _ in range(100 * n + 1000):
-            if len(archs) >= n or (limit is not None and len(archs) >= limit):
-                break
+        for arch in self.space.sample_distinct(n if limit is None else min(n, limit), gen):
             if limit is None and getattr(self.scorer, "exhausted", False) and len(archs) >= 2:
                 break  # a scorer with a time budget: the pool is what it scored in time
-            arch = self.space.sample(gen)
-            if arch in drawn:
-                continue
-            drawn.add(arch)
             archs.append(arch)
             rows.append(tuple(self.scorer(arch)))
         if not archs:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from typing import Any
@@ -78,7 +79,15 @@ def create_space(name: str, *, input_shape: tuple[int, ...], num_classes: int, *
     _discover()
     if name not in _SPACES:
         raise SpaceError(f"unknown space {name!r}; known: {', '.join(sorted(_SPACES))}")
-    space = _SPACES[name](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+    factory = _SPACES[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            takes = sorted(k for k in params if k not in ("input_shape", "num_classes"))
+            raise SpaceError(f"space {name!r} does not take {', '.join(unknown)} (it takes: "
+                             f"{', '.join(takes) or 'nothing more'})")
+    space = factory(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
     resolved = {**kwargs, **(space.spec or {})}
     space.spec = {"name": name, "input_shape": list(input_shape), "num_classes": num_classes,
                   **{k: _plain(v) for k, v in resolved.items()}}

@@ -95,6 +95,20 @@ class Space:
         """A uniformly random decision at every node (not uniform over archs when repeats vary)."""
         return Arch._trusted(self.root.sample(seed if type(seed) is random.Random else as_rng(seed)), self)
 
+    def sample_distinct(self, n: int, seed: Seed = None) -> Iterator[Arch]:
+        """Up to ``n`` distinct archs (fewer when the space has fewer), in the order one generator draws them:
+        :meth:`sample` repeated, repeats skipped, for at most ``100 * n + 1000`` draws. Lazy, so a caller can stop
+        early; the first ``k`` are the same for every ``n >= k``."""
+        rng = seed if type(seed) is random.Random else as_rng(seed)
+        seen: set[Arch] = set()
+        for _ in range(100 * n + 1000):
+            if len(seen) >= n:
+                return
+            arch = self.sample(rng)
+            if arch not in seen:
+                seen.add(arch)
+                yield arch
+
     def mutate(self, arch: Arch, seed: Seed = None) -> Arch:
         """A one-step neighbour: exactly one decision changed (a repeat count grows or shrinks by one step)."""
         tree = self._own(arch)._tree

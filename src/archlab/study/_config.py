@@ -9,12 +9,14 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from archlab._urls import drop_password
 from archlab.data import Dataset, load_dataset
-from archlab.errors import UserError
+from archlab.errors import SpaceError, UserError
 from archlab.search import DEFAULT_STRATEGY, Constraint, check_objectives
 from archlab.space import Space, create_space
 from archlab.study._budget import Budget
 from archlab.study._evaluator import TrainingEvaluator
+from archlab.study._loop import EXECUTORS
 from archlab.train import TrainConfig
 
 __all__ = ["FINAL_LABEL_SMOOTHING", "FINAL_SHIFT", "WARMSTARTS", "SearchConfig", "TrainingEvaluatorFactory",
@@ -56,6 +58,8 @@ class SearchConfig:
     warmstart: str = "proxies"  # one of WARMSTARTS: the first trials picked by zero-cost proxies, or not
     median_stopping: bool = True  # stop a trial whose curve falls below the median of earlier trials' curves
     workers: int = 1  # trials trained side by side, each in its own process with its share of the cores
+    executor: str = "local"  # where trials run: local processes, or Ray actors ("ray")
+    address: str = "local"  # the Ray cluster: local (started for the run), auto, or ray://host:port
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(check_objectives(self.objectives)))
@@ -69,6 +73,8 @@ class SearchConfig:
             raise UserError(f"budget must be a positive duration, got {self.budget_s}")
         if self.workers < 1:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise UserError(f"unknown --executor {self.executor!r}; choose from {', '.join(EXECUTORS)}")
         if self.warmstart not in WARMSTARTS:
             raise UserError(f"unknown --warmstart {self.warmstart!r}; choose from {', '.join(WARMSTARTS)}")
         if self.n_trials is not None and self.n_trials < 1:
@@ -153,6 +159,7 @@ class SearchConfig:
         d = asdict(self)
         d["objectives"] = list(self.objectives)
         d["mixers"] = list(self.mixers) if self.mixers is not None else None
+        d["storage"] = drop_password(self.storage) if self.storage else self.storage  # never saved
         return d
 
     @classmethod
@@ -196,20 +203,31 @@ def make_space(cfg: SearchConfig, input_shape: tuple[int, ...], num_classes: int
     kwargs: dict[str, Any] = {"mixers": list(cfg.mixers)} if cfg.mixers is not None else {}
     if vocab_size is not None:
         kwargs["vocab_size"] = vocab_size
-    return create_space(cfg.space, input_shape=input_shape, num_classes=num_classes, **kwargs)
+    try:
+        return create_space(cfg.space, input_shape=input_shape, num_classes=num_classes, **kwargs)
+    except (SpaceError, TypeError, ValueError) as e:
+        kind = f"token ids (vocabulary {vocab_size})" if vocab_size is not None else \
+            f"inputs of shape {tuple(input_shape)}"
+        raise UserError(f"the {cfg.space} space does not fit the data {cfg.data!r}, {kind}: {e}") from None
 
 
 class TrainingEvaluatorFactory:
     """Rebuilds a run's training evaluator from its configuration (picklable: a worker process loads the dataset
     and makes the space itself instead of receiving them)."""
 
-    def __init__(self, config: dict[str, Any], space_spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], space_spec: dict[str, Any] | None = None,
+                 data: Dataset | None = None) -> None:
         self.config = config
         self.space_spec = space_spec
+        self.data = data
+
+    def with_data(self, data: Dataset) -> TrainingEvaluatorFactory:
+        """This factory carrying the loaded dataset (for workers that may not have the data files: Ray's)."""
+        return TrainingEvaluatorFactory(self.config, self.space_spec, data)
 
     def __call__(self) -> TrainingEvaluator:
         cfg = SearchConfig.from_dict(self.config)
-        data = load_dataset(cfg.data, seed=cfg.seed)
+        data = self.data if self.data is not None else load_dataset(cfg.data, seed=cfg.seed)
         if self.space_spec is not None:
             space = space_from_spec(self.space_spec)
         else:

@@ -31,6 +31,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState, create_trial
 
+from archlab._urls import drop_password, mask_password, restore_password
 from archlab.errors import StorageError
 from archlab.search import Objective, TrialRecord, resolve_objectives
 from archlab.search.optuna_samplers import param_distributions, params_and_distributions
@@ -92,15 +93,15 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
         return optuna.storages.InMemoryStorage()
     if not isinstance(storage, str):
         raise StorageError(f"a storage is a URL or an Optuna storage object, got {type(storage).__name__}")
-    url = storage
+    url, shown = restore_password(storage), mask_password(storage)  # a user-only URL takes $ARCHLAB_STORAGE_PASSWORD
     try:
         if url.startswith("journal://"):
             path = Path(url[len("journal://"):])
             if not path.parent.is_dir():
-                raise StorageError(f"storage {url!r}: folder {path.parent} does not exist")
+                raise StorageError(f"storage {shown!r}: folder {path.parent} does not exist")
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         if "://" not in url:
-            raise StorageError(f"storage {url!r} is not a URL (try sqlite:///run.db or journal:///run.log)")
+            raise StorageError(f"storage {shown!r} is not a URL (try sqlite:///run.db or journal:///run.log)")
         engine_kwargs: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs["connect_args"] = {"connect_timeout": 5}
@@ -109,7 +110,7 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
             path = Path(url[len("sqlite:///"):])
             file_db = str(path) not in ("", ":memory:")
             if file_db and not path.parent.is_dir():
-                raise StorageError(f"storage {url!r}: folder {path.parent} does not exist")
+                raise StorageError(f"storage {shown!r}: folder {path.parent} does not exist")
         rdb = _LedgerRDBStorage(url, engine_kwargs=engine_kwargs)
         if file_db:
             _sqlite_pragmas(rdb)
@@ -117,8 +118,8 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
     except StorageError:
         raise
     except Exception as e:  # sqlalchemy / driver errors: unreachable host, missing driver, bad URL
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"cannot open storage {url!r}: {msg}") from None
+        msg = mask_password(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
+        raise StorageError(f"cannot open storage {shown!r}: {msg}") from None
 
 
 _AS_IS = frozenset({str, int, float, bool, type(None)})  # the types JSON gives back as they were
@@ -207,7 +208,9 @@ class Ledger:
 
     def __init__(self, storage: str | BaseStorage | None = None, objectives: Sequence[Any] = ("accuracy",), *,
                  create: bool = True, study_name: str = STUDY_NAME, space: Space | None = None) -> None:
-        self.url = storage if isinstance(storage, str) else ("memory" if storage is None else type(storage).__name__)
+        # the URL as it is recorded and shown: without its password (archlab._urls)
+        self.url = drop_password(storage) if isinstance(storage, str) else (
+            "memory" if storage is None else type(storage).__name__)
         self.objectives: tuple[Objective, ...] = resolve_objectives(objectives)
         self.space = space
         self.storage = open_storage(storage)
@@ -224,7 +227,7 @@ class Ledger:
         except KeyError:
             raise StorageError(f"storage {self.url!r} holds no archlab study {study_name!r}") from None
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = mask_password(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
             raise StorageError(f"cannot use storage {self.url!r}: {msg}") from None
         self._study_id = self.study._study_id
         # the ledger is the study's only writer, so the next trial's number is the count so far (asking the storage
@@ -374,7 +377,7 @@ class _MemoryLedger(Ledger):
 
     def __init__(self, storage: str | None = None, objectives: Sequence[Any] = ("accuracy",), *,
                  create: bool = True, study_name: str = STUDY_NAME, space: Space | None = None) -> None:
-        self.url = storage if isinstance(storage, str) else "memory"
+        self.url = drop_password(storage) if isinstance(storage, str) else "memory"
         self.objectives = resolve_objectives(objectives)
         self.space = space
         if not create:

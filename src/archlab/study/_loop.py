@@ -7,7 +7,9 @@
 :class:`~archlab.study.Budget` says when to stop (wall seconds, simulated cost seconds, trials). Constraints are
 checked on every result (an evaluator that can check them earlier, before training, does). An exception raised
 by one evaluation fails that trial, never the search. With ``workers > 1`` trials run side by side in processes
-that rebuild the evaluator from its picklable factory.
+that rebuild the evaluator from its picklable factory (``executor="local"``), or, with ``executor="ray"``, in Ray
+actors on a cluster (:mod:`archlab.study._ray`); either way results come back to this process, which alone writes
+the ledger.
 
 :func:`archlab.study.run_search` (the main job, the CLI) is a caller of this loop.
 """
@@ -22,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from archlab.errors import UserError
+from archlab.errors import UserError, WorkersDied
 from archlab.search import (
     Constraint,
     MedianStopping,
@@ -38,7 +40,10 @@ from archlab.study._budget import Budget
 from archlab.study._evaluator import EvalResult, Evaluator, check_constraints, evaluator_factory, failure_reason
 from archlab.study._ledger import Ledger, PendingTrial
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["EXECUTORS", "SearchResult", "search"]
+
+#: Where trials run: ``local`` (this process, or ``workers`` local processes), ``ray`` (Ray actors).
+EXECUTORS = ("local", "ray")
 
 Progress = Callable[[dict[str, Any]], None]
 OnResult = Callable[[TrialRecord, EvalResult, bytes | None], None]
@@ -72,7 +77,8 @@ def best_record(records: Sequence[TrialRecord], objectives: Sequence[Objective])
 def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger, budget: Budget, *,
            constraints: Sequence[Constraint | Any] = (), workers: int = 1,
            median_stopping: MedianStopping | None = None, progress: Progress | None = None,
-           on_result: OnResult | None = None, resume: bool = False) -> SearchResult:
+           on_result: OnResult | None = None, resume: bool = False, executor: str = "local",
+           address: str = "local") -> SearchResult:
     """Run ``strategy`` on ``space`` until ``budget`` is spent (or the space is exhausted).
 
     With ``resume`` the ledger's finished trials are replayed into the strategy (and the median-stopping rule)
@@ -155,8 +161,17 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
         finally:
             quickest = min(quickest, time.perf_counter() - started)
 
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     pool = None
-    if workers > 1:
+    if executor == "ray":  # Ray actors, even for one worker: the trials run where the cluster has room
+        from archlab.study._ray import RayPool
+
+        factory = evaluator_factory(evaluator)
+        if hasattr(factory, "with_data") and getattr(evaluator, "data", None) is not None:
+            factory = factory.with_data(evaluator.data)  # the data reaches the cluster through its object store
+        pool = RayPool(factory, workers, address=address)
+    elif workers > 1:
         from archlab.study._pool import TrialPool
 
         pool = TrialPool(evaluator_factory(evaluator), workers)
@@ -198,8 +213,8 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
                     finish(pending, EvalResult("failed", reason="worker process died (pool restarted)"), None)
                 restarts += 1
                 if restarts > 3:
-                    raise RuntimeError("the search's worker processes keep dying; the trials so far are in the "
-                                       "ledger (continue with --resume, perhaps with fewer --workers)")
+                    raise WorkersDied(f"the search's {workers} worker processes kept dying (4 times); the trials "
+                                      f"so far are in the ledger")
                 pool.restart()
             elif done:
                 restarts = 0

@@ -7,13 +7,18 @@ threads each might get more training done per minute. On a 2-core machine they d
 process started with ``spawn`` (forking a process whose OpenMP threads have run can hang the child); it rebuilds
 the evaluator once from its picklable factory (:func:`archlab.study.evaluator_factory`) and then evaluates archs
 sent to it, returning the result and the trained weights (as safetensors bytes). The search loop keeps the ledger,
-the strategy and the median-stopping rule in its own process.
+the strategy and the median-stopping rule in its own process. A worker ends when the search process does, however
+that ends (:func:`_die_with`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -23,7 +28,7 @@ from archlab.search import MedianStopping
 from archlab.space import Arch
 from archlab.study._evaluator import EvalResult, Evaluator, failure_reason
 
-__all__ = ["TrialPool", "threads_per_worker"]
+__all__ = ["TrialPool", "run_trial", "threads_per_worker"]
 
 _EVALUATOR: Evaluator | None = None
 
@@ -33,18 +38,50 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def _init_worker(factory: Callable[[], Evaluator], threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """End this worker as soon as the search process that started it is gone (killed, even by SIGKILL): on Linux
+    the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a daemon thread checks the
+    parent every half second, so no orphaned worker keeps training (and holding memory) for minutes."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
+
+
+def _init_worker(factory: Callable[[], Evaluator], threads: int, parent: int | None = None) -> None:
     global _EVALUATOR
+    if parent is not None:
+        _die_with(parent)
     torch.set_num_threads(threads)
     _EVALUATOR = factory()
 
 
 def _evaluate(arch: Arch, stopper: MedianStopping | None, seconds: float | None) -> tuple[EvalResult, bytes | None]:
+    assert _EVALUATOR is not None, "worker not initialised"
+    return run_trial(_EVALUATOR, arch, stopper, seconds)
+
+
+def run_trial(evaluator: Evaluator, arch: Arch, stopper: MedianStopping | None,
+              seconds: float | None) -> tuple[EvalResult, bytes | None]:
+    """One trial in a worker (a local process or a Ray actor): the result, and the trained weights as safetensors
+    bytes (the model itself does not cross processes)."""
     from safetensors.torch import save
 
-    assert _EVALUATOR is not None, "worker not initialised"
     try:
-        result = _EVALUATOR(arch, monitor=stopper.monitor() if stopper is not None else None, seconds=seconds)
+        result = evaluator(arch, monitor=stopper.monitor() if stopper is not None else None, seconds=seconds)
     except Exception as e:  # one arch's failure fails its trial, never the worker
         return EvalResult("failed", reason=failure_reason(e)), None
     weights = None
@@ -59,7 +96,7 @@ class TrialPool:
 
     def __init__(self, factory: Callable[[], Evaluator], workers: int) -> None:
         self.workers = workers
-        self._args = (factory, threads_per_worker(workers))
+        self._args = (factory, threads_per_worker(workers), os.getpid())
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:

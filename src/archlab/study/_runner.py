@@ -23,12 +23,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from archlab._io import atomic_write_bytes
+from archlab._urls import restore_password
 from archlab.data import Dataset, load_dataset
 from archlab.errors import UserError
 from archlab.proxies import ProxyScorer
@@ -67,6 +69,7 @@ from archlab.study._folder import (
     write_run_report,
 )
 from archlab.study._ledger import Ledger
+from archlab.study._lock import LOCK_FILE, RunLock
 from archlab.study._loop import SearchResult, best_record, search
 
 __all__ = ["run_search", "tail_seconds"]
@@ -79,7 +82,9 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                budget: Budget | str | float | None = None, ledger: Ledger | Any = None,
                objectives: Sequence[Any] | None = None, constraints: Sequence[Any] | None = None,
                strategy: Strategy | str | None = None, data: str | Dataset | None = None, resume: bool = False,
-               progress: Progress | None = None, report: bool = True, started: float | None = None) -> dict[str, Any]:
+               progress: Progress | None = None, report: bool = True, started: float | None = None,
+               workers: int | None = None, executor: str | None = None,
+               address: str | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search and return its summary (also in ``summary.json``).
 
     ``cfg`` gives the defaults by name; ``space`` (a :class:`Space` or a predefined space's name), ``evaluator``,
@@ -91,7 +96,25 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     A time budget (``cfg.budget_s``) covers the whole run from ``started`` (a ``time.perf_counter()`` value; by
     default the call, the CLI passes its process's start): loading, the search, the final training, export and
     report. The search gets what is left after the final training's share and the time export and report need.
+
+    ``workers`` (trials side by side), ``executor`` (``local`` or ``ray``) and ``address`` (the Ray cluster) override
+    the configuration's, a resumed run's too. The run folder is locked
+    (:class:`~archlab.study._lock.RunLock`) from before anything is written in it until the run is over: a second
+    search on the same folder meanwhile is a :class:`UserError` naming the process that holds it.
     """
+    with ExitStack() as locks:
+        return _run_search(cfg, out, locks, space=space, evaluator=evaluator, budget=budget, ledger=ledger,
+                           objectives=objectives, constraints=constraints, strategy=strategy, data=data,
+                           resume=resume, progress=progress, report=report, started=started, workers=workers,
+                           executor=executor, address=address)
+
+
+def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: ExitStack, *,
+                space: Space | str | None, evaluator: Evaluator | None, budget: Budget | str | float | None,
+                ledger: Ledger | Any, objectives: Sequence[Any] | None, constraints: Sequence[Any] | None,
+                strategy: Strategy | str | None, data: str | Dataset | None, resume: bool,
+                progress: Progress | None, report: bool, started: float | None,
+                workers: int | None, executor: str | None, address: str | None) -> dict[str, Any]:
     started = time.perf_counter() if started is None else started
     emit: Progress = progress or (lambda e: None)
     run_info: dict[str, Any] | None = None
@@ -99,6 +122,8 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
         if out is None:
             raise UserError("resume needs the run folder")
         run_info = load_run(out)
+        locks.enter_context(RunLock(out))
+        run_info = load_run(out)  # as the holder it was waiting for left it
         if "config" in run_info:
             saved = SearchConfig.from_dict(run_info["config"])
             if cfg is None and budget is None and (Path(out) / SUMMARY_FILE).is_file():
@@ -110,12 +135,16 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
                 saved = replace(saved, budget_s=cfg.budget_s, n_trials=cfg.n_trials)
             cfg = saved
     cfg = cfg or SearchConfig()
+    if workers is not None and workers != cfg.workers:
+        cfg = replace(cfg, workers=workers)
+    if executor is not None and (executor, address or cfg.address) != (cfg.executor, cfg.address):
+        cfg = replace(cfg, executor=executor, address=address or cfg.address)
     training = evaluator is None  # archlab's training evaluator (else the caller's own: no final training)
     if out is None and training:
         out = default_run_dir()
     out = Path(out) if out is not None else None
-    if not resume and out is not None and out.exists() and any(out.iterdir()):
-        raise UserError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
+    if not resume and out is not None:
+        _check_new_folder(out)
 
     # resolve everything that can be validated before a folder is written
     dataset: Dataset | None = None
@@ -149,14 +178,16 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
 
     led = ledger if isinstance(ledger, Ledger) else None
     if led is None:
-        storage = run_info["storage"] if run_info is not None else (
+        storage = restore_password(run_info["storage"], ledger if isinstance(ledger, str) else None) \
+            if run_info is not None else (
             ledger if ledger is not None else cfg.storage if cfg.storage else
             f"sqlite:///{(out / 'ledger.db').resolve()}" if out is not None else None)
     created = False
-    if out is not None and not resume:
-        created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
     try:
+        if out is not None and not resume:
+            created = _make_folder(out)
+            locks.enter_context(RunLock(out))
+            _check_new_folder(out)  # nothing written by a run that held the folder meanwhile
         if led is None:
             led = Ledger(storage, objs, create=not resume, space=space)
         elif led.space is None:
@@ -184,6 +215,7 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     stopper = MedianStopping() if training and cfg.median_stopping else None
     search_started = time.perf_counter()
     result = search(space, evaluator, strat, led, search_budget, constraints=cons, workers=cfg.workers,
+                    executor=cfg.executor, address=cfg.address,
                     median_stopping=stopper, progress=progress, on_result=saver, resume=resume)
     # the run's clock: this session's time, and the searching of the sessions before it
     run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
@@ -206,6 +238,31 @@ def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = 
     return summary
 
 
+def _check_new_folder(out: Path) -> None:
+    """A new run's folder: absent, or an empty folder (the lock file of an earlier attempt aside)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise UserError(f"run folder {out} already exists and is not empty (use --resume {out} to continue)")
+
+
+def _make_folder(out: Path) -> bool:
+    """Create the run folder (and its parents); whether it was created. An unusable path is a UserError."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--out {out}: a part of the path is a file, not a folder") from None
+    except PermissionError:
+        raise UserError(f"--out {out}: not writable (permission denied)") from None
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    return created
+
+
 def tail_seconds(cfg: SearchConfig) -> float:
     """The seconds a run keeps for what follows its training: saving the model, exporting it to ONNX (and
     checking the export) and writing the report; about 2.5 s on a 2-core laptop, more for a bigger run's report."""
@@ -218,9 +275,11 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
     """Strategy ``name`` for the run. A strategy built on zero-cost proxies (a class attribute ``proxy_names``)
     gets a :class:`ProxyScorer` of them (``scorer=``); any other gets the proxies' warm start
     (:meth:`Strategy.set_warmstart`) with ``cfg.warmstart == "proxies"`` in an accuracy-only training run."""
-    # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score)
-    limit = 0.1 * cfg.search_budget_s if cfg.search_budget_s is not None else None
+    # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score), a
+    # quarter for a strategy that searches by the proxies (robot, naswot: its pool is what it scores in time)
     proxy_names = getattr(strategy_class(name), "proxy_names", None)
+    share = 0.25 if proxy_names is not None else 0.1
+    limit = share * cfg.search_budget_s if cfg.search_budget_s is not None else None
     if proxy_names is not None:
         extra = {} if data is None else {"scorer": ProxyScorer(space, data.x_train, data.y_train, names=proxy_names,
                                                                seed=cfg.seed, time_budget_s=limit)}
@@ -331,9 +390,20 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
         else:
             info = {"state": final.state, "reason": final.reason, "used": False}
         summary["final"] = info
+    best_dir = out / "best"
+    previous = _previous_best(out)
+    if previous is not None and (best_summary.get("val_accuracy") or 0.0) < previous["best"]["val_accuracy"]:
+        # a resumed run never makes its model worse: the one saved before stays, with what was said about it
+        summary["final"] = {**(summary.get("final") or {}), "used": False,
+                            "kept_previous": {"number": previous["best"].get("number"),
+                                              "val_accuracy": previous["best"]["val_accuracy"],
+                                              "candidate_val_accuracy": best_summary.get("val_accuracy")}}
+        summary["best"] = previous["best"]
+        if previous.get("export") is not None:
+            summary["export"] = previous["export"]
+        return
     progress({"event": "stage", "what": "saving the best model" + (" and exporting it to ONNX" if cfg.export_onnx
                                                                    else "")})
-    best_dir = out / "best"
     write_json(best_dir / "arch.json", best.arch.to_dict())
     save_weights(model, best_dir / "model.safetensors", metadata={"arch": best.arch.to_json()})
     if cfg.export_onnx:
@@ -344,3 +414,18 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
                              "onnx_max_abs_diff": check_onnx(exported, best_dir / "model.onnx", data.input_shape,
                                                              **io),
                              "input": json.loads(metadata["archlab.input"])}
+
+
+def _previous_best(out: Path) -> dict[str, Any] | None:
+    """The summary of the model a finished run saved in ``out/best`` before it was resumed, when there is one
+    with a validation accuracy (else ``None``)."""
+    try:
+        previous = json.loads((out / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    best = previous.get("best") if isinstance(previous, dict) else None
+    if not isinstance(best, dict) or not isinstance(best.get("val_accuracy"), (int, float)):
+        return None
+    if not (out / "best" / "model.safetensors").is_file():
+        return None
+    return previous
