@@ -53,8 +53,8 @@ def test_workers_share_the_cores_and_must_be_positive():
 
 
 def test_a_dead_worker_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypatch):
-    """A worker killed mid-trial (out of memory, a signal) breaks the pool: its trial is recorded as failed, the
-    pool is restarted, and the search continues."""
+    """A worker killed mid-trial (out of memory, a signal) breaks the pool: its trial is recorded as failed, its arch
+    runs once more, the pool is restarted, and the search continues; a resumed strategy never sees the lost trial."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -86,7 +86,23 @@ def test_a_dead_worker_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypa
     out = tmp_path / "run"
     summary = run_search(SearchConfig(n_trials=4, seed=0, workers=2, **FAST), out, report=False)
     assert InProcessPool.restarts == 1
-    assert summary["trials"]["completed"] == 3 and summary["trials"]["failed"] == 1
-    failed = [r for r in _ledger_rows(out) if r["state"] == "FAIL"]
+    # the dead worker's trial is recorded as failed and its arch runs once more; the budget's 4 trials complete
+    assert summary["trials"]["completed"] == 4 and summary["trials"]["failed"] == 1
+    rows = _ledger_rows(out)
+    failed = [r for r in rows if r["state"] == "FAIL"]
     assert len(failed) == 1 and "worker process died" in failed[0]["reason"]
+    assert failed[0]["reason"].endswith("its arch was queued to run again")
+    again = [r for r in rows if r["state"] == "COMPLETE" and r["arch"] == failed[0]["arch"]]
+    assert len(again) == 1 and again[0]["number"] > failed[0]["number"]
     assert summary["best"] is not None
+
+    from archlab.search import create_strategy
+    from archlab.study import Budget, Ledger, load_run, search
+    from archlab.study._config import rebuild_space
+
+    run = load_run(out)
+    space = rebuild_space(run["space"])
+    strategy = create_strategy("random", space)
+    search(space, lambda arch, **kw: None, strategy, Ledger(run["storage"], create=False, space=space),
+           Budget(trials=4), resume=True)  # the budget is spent: nothing runs, the strategy is rebuilt
+    assert len(strategy.history) == 4 and all(r.ok for r in strategy.history)

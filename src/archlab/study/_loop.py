@@ -44,6 +44,8 @@ __all__ = ["EXECUTORS", "SearchResult", "search"]
 
 #: Where trials run: ``local`` (this process, or ``workers`` local processes), ``ray`` (Ray actors).
 EXECUTORS = ("local", "ray")
+#: The end of the reason of a trial whose worker died and whose arch was queued to run again.
+REQUEUED = "; its arch was queued to run again"
 
 Progress = Callable[[dict[str, Any]], None]
 OnResult = Callable[[TrialRecord, EvalResult, bytes | None], None]
@@ -97,7 +99,8 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
         raise UserError(f"workers must be >= 1, got {workers}")
     instant = bool(getattr(evaluator, "instant", False))
     recovered = ledger.recover() if resume else 0
-    records = ledger.records() if resume else []
+    # a trial whose worker died and whose arch was run again is not the strategy's: it never saw it
+    records = [r for r in ledger.records() if not (r.reason or "").endswith(REQUEUED)] if resume else []
     strategy.rebuild(records)
     spent = [r.metrics.get("cost_s") for r in records]
     elapsed_before = 0.0
@@ -112,8 +115,20 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
     progress({"event": "start", "resumed": bool(records) or recovered > 0, "trials": len(records),
               "budget_s": budget.seconds, "n_trials": budget.trials, "budget_cost_s": budget.cost_s})
 
-    def finish(pending: PendingTrial, result: EvalResult, weights: bytes | None) -> None:
+    def finish(pending: PendingTrial, result: EvalResult, weights: bytes | None, requeued: bool = False) -> None:
+        """Record a trial; a ``requeued`` one (its worker died, its arch runs again) is recorded as failed but
+        neither told to the strategy nor charged to the budget."""
         nonlocal best
+        if requeued:
+            ledger.finish(pending, result, extra={"search_elapsed_s": clock.elapsed})
+            progress({"event": "trial", "number": pending.number, "state": "FAIL", "value": None,
+                      "objective": objectives[0].name, "val_accuracy": None, "reason": result.reason,
+                      "best_value": best.metrics[objectives[0].metric] if best else None,
+                      "best_val_accuracy": best.metrics.get("val_accuracy") if best else None,
+                      "best_number": best.number if best else None, "elapsed_s": clock.elapsed,
+                      "cost_s": clock.cost, "budget_s": budget.seconds, "done": clock.trials,
+                      "n_trials": budget.trials, "fraction": clock.fraction()})
+            return
         if result.state == "complete":
             missing = [o.metric for o in objectives if o.metric not in result.metrics]
             if missing:
@@ -163,6 +178,18 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
 
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    retry: list[Arch] = []  # archs whose trial's worker died, to run once more
+    retried: set[Arch] = set()
+
+    def lost(pending: PendingTrial, reason: str) -> None:
+        """A trial whose worker died: recorded as failed; its arch runs once more (a second death fails it)."""
+        if pending.arch in retried:
+            finish(pending, EvalResult("failed", reason=reason), None)
+            return
+        retried.add(pending.arch)
+        retry.append(pending.arch)
+        finish(pending, EvalResult("failed", reason=f"{reason}{REQUEUED}"), None, requeued=True)
+
     pool = None
     if executor == "ray":  # Ray actors, even for one worker: the trials run where the cluster has room
         from archlab.study._ray import RayPool
@@ -180,13 +207,16 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
     exhausted, restarts = False, 0
     try:
         while True:
-            while not exhausted and len(in_flight) < workers and clock.may_start(len(in_flight)) \
+            while (not exhausted or retry) and len(in_flight) < workers and clock.may_start(len(in_flight)) \
                     and time_for_another() and (not strategy.dedupe or len(strategy.history) + len(in_flight) < size):
-                try:
-                    arch = strategy.ask()
-                except SearchExhausted:
-                    exhausted = True
-                    break
+                if retry:  # the arch of a trial whose worker died, once more (the strategy still awaits it)
+                    arch = retry.pop(0)
+                else:
+                    try:
+                        arch = strategy.ask()
+                    except SearchExhausted:
+                        exhausted = True
+                        break
                 pending = ledger.start(arch, mark_running=not instant)
                 progress({"event": "trial_start", "number": pending.number, "arch": arch.to_dict()})
                 if pool is None:
@@ -205,12 +235,13 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
                     result, weights = future.result()
                 except BrokenProcessPool as e:  # a worker was killed (out of memory, signal)
                     broken = True
-                    result, weights = EvalResult("failed", reason=f"worker process died ({e})"), None
+                    lost(pending, f"worker process died ({e})")
+                    continue
                 finish(pending, result, weights)
             if broken and pool is not None:
                 for future, pending in list(in_flight.items()):  # the pool took them all down
                     in_flight.pop(future)
-                    finish(pending, EvalResult("failed", reason="worker process died (pool restarted)"), None)
+                    lost(pending, "worker process died (pool restarted)")
                 restarts += 1
                 if restarts > 3:
                     raise WorkersDied(f"the search's {workers} worker processes kept dying (4 times); the trials "
