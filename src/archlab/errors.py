@@ -7,9 +7,15 @@ anything else is an internal failure (exit code 1).
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(ValueError):
-    """Bad input from the user: the message says, in one line, what was wrong."""
+    """Bad input from the user: the message says, in one line, what was wrong (line breaks in it, such as a
+    quoted library message's, are joined with spaces)."""
+
+    def __str__(self) -> str:
+        return re.sub(r"\s*\n\s*", " ", super().__str__()).strip()
 
 
 class SpaceError(UserError):

@@ -89,7 +89,7 @@ def freeze(value: Any, path: str = "arch") -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise SpaceError(f"{path}: key {k!r} is not a string")
-            out[k] = freeze(v, f"{path}.{k}")
+            out[k] = freeze(v, f"{path}.{k}" if k.isidentifier() else f"{path}[{k!r}]")  # a message is one line
         return FrozenDict(out)
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v, f"{path}[{i}]") for i, v in enumerate(value))
