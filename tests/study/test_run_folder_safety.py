@@ -212,3 +212,27 @@ def test_workers_die_with_their_driver(tmp_path):
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in workers), "workers outlived their driver"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/statm")
+def test_a_trial_over_its_memory_limit_fails_and_the_search_goes_on():
+    import numpy as np
+
+    from archlab.search import create_strategy
+    from archlab.study import Budget, Ledger, search
+    from archlab.study._limits import mapped_bytes
+
+    space = Space(name="mem", size=choice([1, 2, 3, 400]))
+
+    def hungry(arch, *, monitor=None, seconds=None):
+        block = np.ones(arch["size"] * 2**20 // 8)  # size MB
+        return EvalResult("complete", {"val_accuracy": float(block[0]) / arch["size"], "cost_s": 1.0})
+
+    result = search(space, hungry, create_strategy("random", space, seed=0), Ledger.memory(space=space),
+                    Budget(trials=4), trial_memory_mb=100)
+    by_size = {r.arch["size"]: r for r in result.records}
+    assert sorted(by_size) == [1, 2, 3, 400]
+    assert all(by_size[s].ok for s in (1, 2, 3))
+    assert by_size[400].state == "failed" and "MemoryError" in by_size[400].reason
+    big = np.ones(400 * 2**20 // 8)  # the limit is gone after the trial
+    assert big.nbytes == 400 * 2**20 and mapped_bytes() is not None

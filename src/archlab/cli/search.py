@@ -95,8 +95,8 @@ class SearchProgress:
 #: but for the flags in _FIELD).
 _FIXED_ON_RESUME = ("data", "space", "mixers", "strategy", "objectives", "seed", "epochs", "trial_seconds",
                     "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage",
-                    "no_median_stopping", "warmstart", "no_proxy_warmup")  # --workers may change
-_FIELD = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "warmstart"}
+                    "no_median_stopping", "warmstart", "no_proxy_warmup", "trial_memory")  # --workers may change
+_FIELD = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "warmstart", "trial_memory": "trial_memory_mb"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -172,6 +172,9 @@ def search(
         "learning curve falls below the median of earlier trials' curves")] = False,
     workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
                                              "share of the cores (small nets use a second thread poorly)")] = 1,
+    trial_memory: Annotated[float | None, typer.Option(
+        help="a trial may grow its process's memory (address space) by at most this many MB; past it the trial "
+             "fails with its reason and the search goes on (default: no limit)", metavar="MB")] = None,
     executor: Annotated[str, typer.Option(help="where trials run: local (processes on this machine) or ray (Ray "
                                                "actors; pip install \"archlab\\[ray]\")", metavar="local|ray")]
     = "local",
@@ -208,7 +211,8 @@ def search(
             trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
             train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
             max_latency_ms=max_latency_ms, storage=storage, warmstart=warmstart,
-            median_stopping=not no_median_stopping, workers=workers, executor=executor, address=address)
+            median_stopping=not no_median_stopping, workers=workers, executor=executor, address=address,
+            trial_memory_mb=trial_memory)
         # a resumed run keeps its saved configuration; only a new budget (time and/or trials) replaces the old one
         cfg = asked if resume is None or new_budget else None
         if resume is not None:

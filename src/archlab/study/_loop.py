@@ -39,6 +39,7 @@ from archlab.space import Arch
 from archlab.study._budget import Budget
 from archlab.study._evaluator import EvalResult, Evaluator, check_constraints, evaluator_factory, failure_reason
 from archlab.study._ledger import Ledger, PendingTrial
+from archlab.study._limits import trial_memory_limit
 
 __all__ = ["EXECUTORS", "SearchResult", "search"]
 
@@ -80,14 +81,16 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
            constraints: Sequence[Constraint | Any] = (), workers: int = 1,
            median_stopping: MedianStopping | None = None, progress: Progress | None = None,
            on_result: OnResult | None = None, resume: bool = False, executor: str = "local",
-           address: str = "local") -> SearchResult:
+           address: str = "local", trial_memory_mb: float | None = None) -> SearchResult:
     """Run ``strategy`` on ``space`` until ``budget`` is spent (or the space is exhausted).
 
     With ``resume`` the ledger's finished trials are replayed into the strategy (and the median-stopping rule)
     first, trials left running by a killed process are marked interrupted, and the clocks start where they
-    stopped. Under a wall-clock budget no trial starts with less than half the quickest trial's wall time left
-    (it would end past the budget, or too short to compete). ``on_result(record, result, weights)`` sees every
-    finished trial (``weights``: a worker's safetensors bytes of the trained model, when it returned one).
+    stopped. ``trial_memory_mb`` caps how much a trial may grow its process's address space
+    (:mod:`archlab.study._limits`; a trial past it fails with its reason). Under a wall-clock budget no trial
+    starts with less than half the quickest trial's wall time left (it would end past the budget, or too short to
+    compete). ``on_result(record, result, weights)`` sees every finished trial (``weights``: a worker's safetensors
+    bytes of the trained model, when it returned one).
     """
     constraints = resolve_constraints(constraints)
     progress = progress or (lambda event: None)
@@ -168,7 +171,8 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
         monitor = median_stopping.monitor() if median_stopping is not None else None
         started = time.perf_counter()
         try:
-            return evaluator(arch, monitor=monitor, seconds=clock.remaining_seconds())
+            with trial_memory_limit(trial_memory_mb):
+                return evaluator(arch, monitor=monitor, seconds=clock.remaining_seconds())
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # whatever one arch raises fails its trial, never the search
@@ -197,11 +201,11 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
         factory = evaluator_factory(evaluator)
         if hasattr(factory, "with_data") and getattr(evaluator, "data", None) is not None:
             factory = factory.with_data(evaluator.data)  # the data reaches the cluster through its object store
-        pool = RayPool(factory, workers, address=address)
+        pool = RayPool(factory, workers, address=address, memory_mb=trial_memory_mb)
     elif workers > 1:
         from archlab.study._pool import TrialPool
 
-        pool = TrialPool(evaluator_factory(evaluator), workers)
+        pool = TrialPool(evaluator_factory(evaluator), workers, memory_mb=trial_memory_mb)
     in_flight: dict[Future, PendingTrial] = {}
     submitted: dict[Future, float] = {}
     exhausted, restarts = False, 0

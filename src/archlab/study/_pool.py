@@ -27,10 +27,12 @@ import torch
 from archlab.search import MedianStopping
 from archlab.space import Arch
 from archlab.study._evaluator import EvalResult, Evaluator, failure_reason
+from archlab.study._limits import trial_memory_limit
 
 __all__ = ["TrialPool", "run_trial", "threads_per_worker"]
 
 _EVALUATOR: Evaluator | None = None
+_MEMORY_MB: float | None = None
 
 
 def threads_per_worker(workers: int) -> int:
@@ -61,27 +63,30 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
 
 
-def _init_worker(factory: Callable[[], Evaluator], threads: int, parent: int | None = None) -> None:
-    global _EVALUATOR
+def _init_worker(factory: Callable[[], Evaluator], threads: int, parent: int | None = None,
+                 memory_mb: float | None = None) -> None:
+    global _EVALUATOR, _MEMORY_MB
     if parent is not None:
         _die_with(parent)
+    _MEMORY_MB = memory_mb
     torch.set_num_threads(threads)
     _EVALUATOR = factory()
 
 
 def _evaluate(arch: Arch, stopper: MedianStopping | None, seconds: float | None) -> tuple[EvalResult, bytes | None]:
     assert _EVALUATOR is not None, "worker not initialised"
-    return run_trial(_EVALUATOR, arch, stopper, seconds)
+    return run_trial(_EVALUATOR, arch, stopper, seconds, _MEMORY_MB)
 
 
-def run_trial(evaluator: Evaluator, arch: Arch, stopper: MedianStopping | None,
-              seconds: float | None) -> tuple[EvalResult, bytes | None]:
+def run_trial(evaluator: Evaluator, arch: Arch, stopper: MedianStopping | None, seconds: float | None,
+              memory_mb: float | None = None) -> tuple[EvalResult, bytes | None]:
     """One trial in a worker (a local process or a Ray actor): the result, and the trained weights as safetensors
-    bytes (the model itself does not cross processes)."""
+    bytes (the model itself does not cross processes); ``memory_mb`` limits the trial's growth in memory."""
     from safetensors.torch import save
 
     try:
-        result = evaluator(arch, monitor=stopper.monitor() if stopper is not None else None, seconds=seconds)
+        with trial_memory_limit(memory_mb):
+            result = evaluator(arch, monitor=stopper.monitor() if stopper is not None else None, seconds=seconds)
     except Exception as e:  # one arch's failure fails its trial, never the worker
         return EvalResult("failed", reason=failure_reason(e)), None
     weights = None
@@ -94,9 +99,9 @@ def run_trial(evaluator: Evaluator, arch: Arch, stopper: MedianStopping | None,
 class TrialPool:
     """``workers`` processes, each evaluating archs with the evaluator ``factory()`` builds."""
 
-    def __init__(self, factory: Callable[[], Evaluator], workers: int) -> None:
+    def __init__(self, factory: Callable[[], Evaluator], workers: int, memory_mb: float | None = None) -> None:
         self.workers = workers
-        self._args = (factory, threads_per_worker(workers), os.getpid())
+        self._args = (factory, threads_per_worker(workers), os.getpid(), memory_mb)
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:

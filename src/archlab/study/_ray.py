@@ -39,24 +39,25 @@ def import_ray() -> Any:
 class _Worker:
     """One Ray actor: the evaluator built once, then archs evaluated one at a time."""
 
-    def __init__(self, factory: Callable[[], Evaluator], threads: int) -> None:
+    def __init__(self, factory: Callable[[], Evaluator], threads: int, memory_mb: float | None = None) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.evaluator = factory()
+        self.memory_mb = memory_mb
 
     def evaluate(self, arch: Arch, stopper: MedianStopping | None,
                  seconds: float | None) -> tuple[EvalResult, bytes | None]:
         from archlab.study._pool import run_trial
 
-        return run_trial(self.evaluator, arch, stopper, seconds)
+        return run_trial(self.evaluator, arch, stopper, seconds, self.memory_mb)
 
 
 class RayPool:
     """``workers`` Ray actors evaluating archs with the evaluator ``factory()`` builds."""
 
     def __init__(self, factory: Callable[[], Evaluator], workers: int, *, address: str = "local",
-                 cpus: float | None = None, gpus: float = 0.0) -> None:
+                 cpus: float | None = None, gpus: float = 0.0, memory_mb: float | None = None) -> None:
         ray = import_ray()
         self.workers = workers
         self._owns = False
@@ -73,13 +74,15 @@ class RayPool:
         total = float(ray.cluster_resources().get("CPU", 1.0))
         self.cpus = float(cpus) if cpus is not None else max(1.0, total // workers)
         self.gpus = float(gpus)
+        self.memory_mb = memory_mb
         self._factory_ref = ray.put(factory)  # once, for every actor
         self._actor_class = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)(_Worker)
         self._start()
 
     def _start(self) -> None:
         threads = max(1, int(self.cpus))
-        self._actors = [self._actor_class.remote(self._factory_ref, threads) for _ in range(self.workers)]
+        self._actors = [self._actor_class.remote(self._factory_ref, threads, self.memory_mb)
+                        for _ in range(self.workers)]
         self._busy: dict[int, int] = {i: 0 for i in range(self.workers)}
 
     def submit(self, arch: Arch, stopper: MedianStopping | None,

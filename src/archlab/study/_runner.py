@@ -215,7 +215,7 @@ def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: 
     stopper = MedianStopping() if training and cfg.median_stopping else None
     search_started = time.perf_counter()
     result = search(space, evaluator, strat, led, search_budget, constraints=cons, workers=cfg.workers,
-                    executor=cfg.executor, address=cfg.address,
+                    executor=cfg.executor, address=cfg.address, trial_memory_mb=cfg.trial_memory_mb,
                     median_stopping=stopper, progress=progress, on_result=saver, resume=resume)
     # the run's clock: this session's time, and the searching of the sessions before it
     run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
