@@ -18,7 +18,6 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from _results import save_results
@@ -42,20 +41,6 @@ class SleepyTable(TableEvaluator):
     def __call__(self, arch, *, monitor=None, seconds=None):
         time.sleep(self.ms / 1000)
         return super().__call__(arch)
-
-
-def fresh_postgres(url: str) -> str:
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(host=base.host, port=base.port, user=base.username, dbname=base.database)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def one(storage: str, workers: int, executor: str, args: argparse.Namespace, table) -> dict:
@@ -92,13 +77,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from contextlib import nullcontext
 
-        from _postgres import throwaway_postgres
+        from _postgres import fresh_database, throwaway_postgres
 
         server = nullcontext(args.postgres) if args.postgres else throwaway_postgres(Path(tmp) / "pg")
         with server as pg:
             for i, workers in enumerate(args.workers):
                 storages = {"sqlite": f"sqlite:///{tmp}/l{i}.db", "journal": f"journal://{tmp}/l{i}.log",
-                            "postgresql": fresh_postgres(pg)}
+                            "postgresql": fresh_database(pg, "bench")}
                 for name, url in storages.items():
                     row = one(url, workers, "local", args, table)
                     rows.append(row)

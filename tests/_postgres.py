@@ -64,3 +64,22 @@ def throwaway_postgres(root: Path) -> Iterator[str]:
                        capture_output=True, timeout=60)
         if own is not None:
             shutil.rmtree(own, ignore_errors=True)
+
+
+def fresh_database(url: str, prefix: str = "archlab") -> str:
+    """A new empty database on the server of ``url``, and its URL (one archlab study per database: the ledger's
+    study name is fixed)."""
+    import uuid
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(host=base.host, port=base.port, user=base.username, password=base.password,
+                            dbname=base.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return base.set(database=name).render_as_string(hide_password=False)

@@ -4,28 +4,11 @@ as the same search run sequentially."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from archlab.bench import TableEvaluator, synthetic_nb201_table
 from archlab.search import create_strategy
 from archlab.study import Budget, Ledger, search
-
-
-def _fresh_database(url: str) -> str:
-    """A new empty database on the server of ``url`` (the ledger's study name is fixed: one study per database)."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    name = f"archlab_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(host=base.host, port=base.port, user=base.username, dbname=base.database)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgresql"])
@@ -34,7 +17,9 @@ def storage(request, tmp_path) -> str:
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     if request.param == "journal":
         return f"journal://{tmp_path / 'ledger.log'}"
-    return _fresh_database(request.getfixturevalue("postgres_url"))
+    from _postgres import fresh_database
+
+    return fresh_database(request.getfixturevalue("postgres_url"))
 
 
 TABLE = synthetic_nb201_table(seed=0)
