@@ -122,12 +122,12 @@ def test_any_bytes_as_weights_load_or_are_one_line(blob, prefix):
 @given(text=st.text(max_size=200) | json_values.map(lambda v: json.dumps(v, default=str)))
 def test_any_run_json_is_a_run_or_one_line(text):
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "run.json").write_text(text)
+        (Path(tmp) / "run.json").write_bytes(text.encode())
         try:
             load_run(tmp)
         except Exception as e:  # noqa: BLE001
             _one_line(e)
-        assert (Path(tmp) / "run.json").read_text() == text  # nothing rewritten
+        assert (Path(tmp) / "run.json").read_bytes() == text.encode()  # nothing rewritten
 
 
 class _Boom:

@@ -63,8 +63,8 @@ def test_a_dead_worker_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypa
     class InProcessPool:  # the real pool's interface, run here, with the first trial's worker "killed"
         restarts = 0
 
-        def __init__(self, factory, workers):
-            pool_mod._init_worker(factory, 1)
+        def __init__(self, factory, workers, memory_mb=None):
+            pool_mod._init_worker(factory, 1, memory_mb=memory_mb)
             self.submitted = 0
 
         def submit(self, arch, stopper, seconds):
