@@ -1,5 +1,7 @@
 """SIGKILL of the driver while the ledger is being written and during the final training: after ``--resume`` every
-trial completed before the kill is there, nothing is duplicated or half-written, and the run finishes."""
+trial completed before the kill is there, nothing is duplicated or half-written, and the run finishes. SIGKILL of a
+worker mid-trial: that trial fails, its arch runs again, and the search finishes its budget. (SIGKILL of the driver
+during a trial: tests/study/test_search_run.py.)"""
 
 from __future__ import annotations
 
@@ -107,3 +109,67 @@ def test_sigkill_during_the_final_training_then_resume_finishes(tmp_path):
     assert summary["trials"]["completed"] == 2 and completed_trials(out / "ledger.db") == 2  # no trial re-run
     assert summary["final"].get("epochs") or summary["final"].get("state") == "skipped"
     assert (out / "best" / "model.safetensors").is_file() and (out / "summary.json").is_file()
+
+
+_SLOW = """
+import os, time
+from pathlib import Path
+from archlab.study import EvalResult
+
+
+class Slow:
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __call__(self, arch, *, monitor=None, seconds=None):
+        Path(self.folder, f"started-{os.getpid()}-{arch['x']}").touch()
+        time.sleep(2.0)
+        return EvalResult("complete", {"val_accuracy": arch["x"] / 10, "cost_s": 1.0})
+"""
+
+
+def test_sigkill_of_a_worker_mid_trial_fails_that_trial_reruns_its_arch_and_the_search_finishes(tmp_path):
+    import threading
+
+    from archlab.search import create_strategy
+    from archlab.space import Space, choice
+    from archlab.study import Budget, search
+    from archlab.study._loop import REQUEUED
+
+    (tmp_path / "slow_eval.py").write_text(textwrap.dedent(_SLOW))
+    sys.path.insert(0, str(tmp_path))  # spawned workers inherit the path and import the evaluator's module
+    try:
+        import slow_eval
+
+        space = Space(name="ten", x=choice(list(range(10))))
+        killed: list[int] = []
+
+        def kill_the_first_worker_that_starts() -> None:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                started = sorted(tmp_path.glob("started-*"))
+                if started:
+                    pid = int(started[0].name.split("-")[1])
+                    time.sleep(0.5)  # mid-trial
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_first_worker_that_starts)
+        killer.start()
+        ledger = Ledger.memory(space=space)
+        result = search(space, slow_eval.Slow(str(tmp_path)), create_strategy("random", space, seed=0), ledger,
+                        Budget(trials=4), workers=2)
+        killer.join()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert killed, "no worker was killed"
+    rows = ledger.trials()
+    lost = [r for r in rows if r["state"] == "FAIL"]
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    assert 1 <= len(lost) <= 2 and all(r["reason"].endswith(REQUEUED) for r in lost)
+    assert len(done) == 4 and len(result.records) == 4 and all(r.ok for r in result.records)
+    done_archs = [json.dumps(r["arch"], sort_keys=True) for r in done]
+    assert len(set(done_archs)) == 4  # each arch trained to completion once
+    assert {json.dumps(r["arch"], sort_keys=True) for r in lost} <= set(done_archs)  # the lost ones were re-run
