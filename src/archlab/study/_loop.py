@@ -122,17 +122,7 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
         """Record a trial; a ``requeued`` one (its worker died, its arch runs again) is recorded as failed but
         neither told to the strategy nor charged to the budget."""
         nonlocal best
-        if requeued:
-            ledger.finish(pending, result, extra={"search_elapsed_s": clock.elapsed})
-            progress({"event": "trial", "number": pending.number, "state": "FAIL", "value": None,
-                      "objective": objectives[0].name, "val_accuracy": None, "reason": result.reason,
-                      "best_value": best.metrics[objectives[0].metric] if best else None,
-                      "best_val_accuracy": best.metrics.get("val_accuracy") if best else None,
-                      "best_number": best.number if best else None, "elapsed_s": clock.elapsed,
-                      "cost_s": clock.cost, "budget_s": budget.seconds, "done": clock.trials,
-                      "n_trials": budget.trials, "fraction": clock.fraction()})
-            return
-        if result.state == "complete":
+        if not requeued and result.state == "complete":
             missing = [o.metric for o in objectives if o.metric not in result.metrics]
             if missing:
                 raise UserError(f"the evaluator reported no {', '.join(map(repr, missing))} metric for the "
@@ -140,16 +130,17 @@ def search(space: Any, evaluator: Evaluator, strategy: Strategy, ledger: Ledger,
             reason = check_constraints(constraints, result.metrics)
             if reason:
                 result.state, result.reason = "infeasible", reason
-        if median_stopping is not None and result.state == "complete":
+        if median_stopping is not None and not requeued and result.state == "complete":
             median_stopping.add(result.curve, result.metrics.get("stopped"))
         record = ledger.finish(pending, result, extra={"search_elapsed_s": clock.elapsed},
-                               memo=strategy.memo(pending.arch))
-        clock.charge(record.metrics.get("cost_s"))
-        strategy.tell(record)
-        if record.ok and (best is None or best_record([best, record], objectives) is record):
-            best = record
-        if on_result is not None:
-            on_result(record, result, weights)
+                               memo=None if requeued else strategy.memo(pending.arch))
+        if not requeued:
+            clock.charge(record.metrics.get("cost_s"))
+            strategy.tell(record)
+            if record.ok and (best is None or best_record([best, record], objectives) is record):
+                best = record
+            if on_result is not None:
+                on_result(record, result, weights)
         o = objectives[0]
         progress({"event": "trial", "number": record.number, "state": record.state,
                   "value": record.metrics.get(o.metric), "objective": o.name,

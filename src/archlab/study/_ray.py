@@ -58,7 +58,7 @@ class RayPool:
 
     def __init__(self, factory: Callable[[], Evaluator], workers: int, *, address: str = "local",
                  cpus: float | None = None, gpus: float = 0.0, memory_mb: float | None = None) -> None:
-        ray = import_ray()
+        ray = self._ray = import_ray()
         self.workers = workers
         self._owns = False
         if not ray.is_initialized():
@@ -87,7 +87,7 @@ class RayPool:
 
     def submit(self, arch: Arch, stopper: MedianStopping | None,
                seconds: float | None) -> Future[tuple[EvalResult, bytes | None]]:
-        ray = import_ray()
+        ray = self._ray
         index = min(self._busy, key=lambda i: (self._busy[i], i))  # the least busy actor
         self._busy[index] += 1
         ref = self._actors[index].evaluate.remote(arch, stopper, seconds)
@@ -107,15 +107,13 @@ class RayPool:
         return out
 
     def restart(self) -> None:
-        ray = import_ray()
         for actor in self._actors:
-            ray.kill(actor, no_restart=True)
+            self._ray.kill(actor, no_restart=True)
         self._start()
 
     def close(self) -> None:
-        ray = import_ray()
         for actor in self._actors:
-            ray.kill(actor, no_restart=True)
+            self._ray.kill(actor, no_restart=True)
         self._actors = []
         if self._owns:
-            ray.shutdown()
+            self._ray.shutdown()
