@@ -36,8 +36,9 @@ def code_version() -> str:
 
 
 def describe(arch: dict) -> str:
-    stages = " → ".join(f"{s['mixer']}({s['depth']}×{s['width']})" for s in arch.get("stages", []))
-    rest = ", ".join(f"{k} {v}" for k, v in arch.items() if k != "stages")
+    stages = arch.get("stages") or ([arch["first"], *arch["rest"]] if "first" in arch else [])
+    stages = " → ".join(f"{s.get('mixer', s.get('block'))}({s['depth']}×{s['width']})" for s in stages)
+    rest = ", ".join(f"{k} {v}" for k, v in arch.items() if k not in ("stages", "first", "rest"))
     return "; ".join(part for part in (stages, rest) if part)
 
 
@@ -52,11 +53,16 @@ def timed_search(args: list[str], out: Path) -> tuple[float, subprocess.Complete
     return wall, proc, summary
 
 
-def run_once(data: str, budget: str, seed: int, extra: list[str]) -> dict:
+def run_once(data: str, budget: str, seed: int, extra: list[str], keep: Path | None = None) -> dict:
+    """One ``archlab search`` run and its row; ``keep``: a folder to leave the run folder in (else it is removed)."""
     args = ["--data", data, "--budget", budget, "--seed", str(seed), *extra]
     shown = shlex.join(["archlab", "search", *args])
-    with TemporaryDirectory() as tmp:
-        wall, proc, summary = timed_search(args, Path(tmp) / "run")
+    if keep is not None:
+        out = keep / f"{data.replace(':', '_')}-{budget}-seed{seed}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        wall, proc, summary = timed_search(args, out)
+    else:
+        with TemporaryDirectory() as tmp:
+            wall, proc, summary = timed_search(args, Path(tmp) / "run")
     if summary is None:
         raise SystemExit(f"{shown} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
     best, final = summary["best"], summary.get("final") or {}
@@ -68,6 +74,7 @@ def run_once(data: str, budget: str, seed: int, extra: list[str]) -> dict:
         "trial": best["number"], "arch": best["arch"], "arch_text": describe(best["arch"]),
         "params": best.get("params"), "latency_ms": best.get("latency_ms"),
         "final_epochs": final.get("epochs"), "trials": summary["trials"],
+        "final_seconds": final.get("cost_s"), "choices": summary.get("choices"),
     }
 
 
@@ -78,10 +85,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--jsonl", type=Path, default=ROOT / "benchmarks/results/main_job.jsonl",
                     help="append one row per run here")
+    ap.add_argument("--keep", type=Path, help="leave each run's folder in this folder")
     ap.add_argument("extra", nargs="*", help="more `archlab search` options, after --")
     args = ap.parse_args()
     for seed in args.seeds:
-        row = run_once(args.data, args.budget, seed, args.extra)
+        row = run_once(args.data, args.budget, seed, args.extra, args.keep)
         with args.jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
         t = row["trials"]

@@ -133,8 +133,8 @@ def test_corrupt_arch_json_and_checkpoint(finished_run, tmp_path):
     arch = broken / "best" / "arch.json"
     arch.write_text('{"stages": [{"mixer": "pooling"')
     assert_one_line_error(archlab("export", str(broken)), "malformed")
-    arch.write_text(json.dumps({"stages": [{"mixer": "teleport", "depth": 1, "width": 16}], "mlp_ratio": 2,
-                                "norm": "groupnorm"}))
+    arch.write_text(json.dumps({"stem_stride": 1, "first": {"block": "teleport", "depth": 1, "width": 16},
+                                "rest": [{"block": "conv", "depth": 1, "width": 16}], "mlp_ratio": 2}))
     assert_one_line_error(archlab("export", str(broken)), "teleport")
     shutil.copy(finished_run / "best" / "arch.json", arch)
     (broken / "best" / "model.safetensors").write_bytes(b"\x80\x04 not safetensors at all")

@@ -117,6 +117,7 @@ def test_table_lists_every_trial_with_state_reason_and_pareto_mark(run, page):
         "state",
         "val acc",
         "test acc",
+        "epochs",
         "params",
         "FLOPs",
         "latency",
@@ -128,7 +129,8 @@ def test_table_lists_every_trial_with_state_reason_and_pareto_mark(run, page):
     for trial, row in zip(trials, rows, strict=True):
         cells = row["cells"]
         assert cells[1][1] == trial["state"]
-        assert cells[8][1] == (trial.get("reason") or "")
+        assert cells[9][1] == (trial.get("reason") or "")
+        assert cells[4][1].split(" ")[0] == ("" if trial.get("epochs") is None else str(trial["epochs"]))
         on_front = bool(trial.get("pareto"))
         assert (row["class"] == "pareto") == on_front
         assert cells[0][1] == (f"{trial['number']} ★" if on_front else str(trial["number"]))
@@ -139,11 +141,26 @@ def test_table_lists_every_trial_with_state_reason_and_pareto_mark(run, page):
             assert "data-sort" not in cells[2][0] and cells[2][1] == "–"
 
 
+def test_epochs_cell_marks_a_stopped_trial_and_the_report_explains_the_choices():
+    trials = [make_trial(0, val_accuracy=0.9, epochs=9, stopped="max_seconds"),
+              make_trial(1, val_accuracy=0.5, epochs=1, stopped="successive_halving")]
+    summary = {"choices": {"portfolio": [{"name": "textbook", "number": 0, "val_accuracy": 0.9, "epochs": 9,
+                                          "stopped": "max_seconds"}],
+                           "stopping": "successive halving (ASHA)", "winner": "trial 0 (the portfolio's textbook)"}}
+    page = render_report(summary, trials)
+    _, rows = table(page)
+    assert rows[0]["cells"][4][1] == "9" and rows[1]["cells"][4][1] == "1 ✂"
+    assert rows[1]["cells"][4][0]["title"] == "stopped by successive halving at a rung"
+    assert "How the search chose" in page and "<dt>portfolio: textbook</dt>" in page
+    assert "trial 0: 90.0 % validation after 9 epochs (its time fidelity ran out)" in page
+    assert "How the search chose" not in render_report({}, trials)
+
+
 def test_long_arch_is_truncated_with_full_text_in_title():
     arch = {"stages": [{"mixer": "attention", "name": 'say "hi" & <bye>', "depth": d} for d in range(10)]}
     page = render_report({}, [make_trial(0, arch=arch, val_accuracy=0.5)])
     _, rows = table(page)
-    attributes, text = rows[0]["cells"][9]
+    attributes, text = rows[0]["cells"][10]
     full = json.dumps(arch, separators=(",", ":"))
     assert attributes["title"] == full  # the parser unescapes: the attribute survived quotes intact
     assert text.endswith("…") and len(text) < len(full) and full.startswith(text[:-1])
@@ -306,8 +323,8 @@ def test_user_text_is_escaped_everywhere():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
     _, rows = table(page)
-    assert all(attack in row["cells"][9][0]["title"] for row in rows)  # unescaped by the parser: text intact
-    assert [row["cells"][8][1] for row in rows if row["cells"][1][1] == "FAIL"] == [attack]
+    assert all(attack in row["cells"][10][0]["title"] for row in rows)  # unescaped by the parser: text intact
+    assert [row["cells"][9][1] for row in rows if row["cells"][1][1] == "FAIL"] == [attack]
     # Hover labels are escaped too, because plotly renders a subset of HTML tags in them.
     data, _ = plot_json(page, "pareto")
     assert all("&lt;script&gt;" in text for item in data for text in item["text"])
@@ -329,7 +346,7 @@ def test_failed_only_run_renders_with_reasons():
     page = render_report(summary, trials)
     assert "No completed trial yet." in page and "Plotly.newPlot" not in page
     _, rows = table(page)
-    assert [(row["cells"][1][1], row["cells"][8][1]) for row in rows] == [
+    assert [(row["cells"][1][1], row["cells"][9][1]) for row in rows] == [
         ("FAIL", "CUDA out of memory"),
         ("PRUNED", "slow"),
     ]

@@ -90,7 +90,7 @@ def test_a_build_function_that_raises_anything_fails_that_trial_and_the_search_g
     space = Space(build, name="mlp", width=choice([8, 16, 32]), extra=integer(0, 1))
     summary = run_search(SearchConfig(data="digits", epochs=1, budget_s=None, n_trials=6, final_epochs=0,
                                       export_onnx=False, strategy="random", warmstart="none",
-                                      median_stopping=False),
+                                      stopping="none"),
                          tmp_path / "run", space=space, report=False)
     assert summary["trials"]["failed"] == 2 and summary["trials"]["completed"] == 4
     from archlab.study import load_run

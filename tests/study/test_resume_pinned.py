@@ -13,8 +13,8 @@ from archlab.study import Ledger, SearchConfig, load_run, run_search
 from archlab.zoo import _registry
 
 # the metaformer space with its default mixers (every non-causal mixer registered now), trained for one epoch
-QUICK = dict(data="digits", epochs=1, budget_s=None, final_epochs=0, export_onnx=False, strategy="random",
-             warmstart="none", median_stopping=False, batch_size=128, seed=4)
+QUICK = dict(space="metaformer", data="digits", epochs=1, budget_s=None, final_epochs=0, export_onnx=False,
+             strategy="random", warmstart="none", stopping="none", batch_size=128, seed=4)
 
 
 def _archs(out):

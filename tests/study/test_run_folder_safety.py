@@ -22,7 +22,7 @@ from archlab.study import _ledger as ledger_module
 from archlab.study._lock import LOCK_FILE, RunLock
 
 QUICK = dict(data="digits", epochs=1, budget_s=None, final_epochs=1, export_onnx=False, strategy="random",
-             warmstart="none", median_stopping=False, batch_size=128, seed=2)
+             warmstart="none", stopping="none", batch_size=128, seed=2)
 
 _HOLD = """
 import sys, time

@@ -95,8 +95,10 @@ class SearchProgress:
 #: but for the flags in _FIELD).
 _FIXED_ON_RESUME = ("data", "space", "mixers", "strategy", "objectives", "seed", "epochs", "trial_seconds",
                     "train_subset", "final_epochs", "max_params", "max_flops", "max_latency_ms", "storage",
-                    "no_median_stopping", "warmstart", "no_proxy_warmup", "trial_memory")  # --workers may change
-_FIELD = {"no_median_stopping": "median_stopping", "no_proxy_warmup": "warmstart", "trial_memory": "trial_memory_mb"}
+                    "stopping", "no_median_stopping", "no_portfolio", "warmstart", "no_proxy_warmup",
+                    "trial_memory")  # --workers may change
+_FIELD = {"no_median_stopping": "stopping", "no_proxy_warmup": "warmstart", "trial_memory": "trial_memory_mb",
+          "no_portfolio": "portfolio"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -142,7 +144,7 @@ def search(
     data: Annotated[str, typer.Option(help="digits, fashion-mnist, cifar10, or a path (image folder, "
                                            "IDX, .npz, .csv)")] = "digits",
     space: Annotated[str, typer.Option(help=f"predefined search space: {', '.join(list_spaces())}")]
-    = "metaformer",
+    = "image",
     mixers: Annotated[str | None, typer.Option(help="comma-separated token mixers to search among "
                                                     "(default: every registered mixer)")] = None,
     strategy: Annotated[str, typer.Option(help=", ".join(list_strategies()))] = "rea",
@@ -152,7 +154,9 @@ def search(
     trials: Annotated[int | None, typer.Option(help="stop after this many evaluated archs")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy, splits and training")] = 0,
     epochs: Annotated[int, typer.Option(help="max epochs per trial (search fidelity)")] = 20,
-    trial_seconds: Annotated[str | None, typer.Option(help="time fidelity per trial (default: budget/10)")]
+    trial_seconds: Annotated[str | None, typer.Option(
+        help="time fidelity per trial (default: a third of the search's time with --stopping asha, a tenth "
+             "otherwise)")]
     = None,
     train_subset: Annotated[int | None, typer.Option(help="train each trial on this many examples (0: all; "
                                                           "default: 10,000 of a large training split)")] = None,
@@ -167,9 +171,16 @@ def search(
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this folder")] = None,
     as_json: Annotated[bool, flag("--json", "print the summary as JSON on stdout")] = False,
     no_report: Annotated[bool, flag("--no-report", "skip report.html")] = False,
-    no_median_stopping: Annotated[bool, flag(
-        "--no-median-stopping", "train every trial to its full fidelity instead of stopping those whose "
-        "learning curve falls below the median of earlier trials' curves")] = False,
+    stopping: Annotated[str, typer.Option(
+        help="asha: successive halving, a trial goes on past a ninth and a third of its schedule only if it is in "
+             "the best third of the trials there; median: stop a trial whose curve falls below the median of "
+             "earlier trials' curves; none: every trial trains to its full fidelity",
+        metavar="asha|median|none")] = "asha",
+    no_median_stopping: Annotated[bool, typer.Option("--no-median-stopping", hidden=True,
+                                                     help="deprecated: --stopping none")] = False,
+    no_portfolio: Annotated[bool, flag(
+        "--no-portfolio", "start from the strategy's own proposals instead of the space's known-good archs "
+                          "(the textbook CNN, a small ResNet, ...)")] = False,
     workers: Annotated[int, typer.Option(help="trials trained side by side, each in its own process with its "
                                              "share of the cores (small nets use a second thread poorly)")] = 1,
     trial_memory: Annotated[float | None, typer.Option(
@@ -202,6 +213,11 @@ def search(
                 raise UserError(f"--no-proxy-warmup (deprecated: --warmstart none) contradicts --warmstart "
                                 f"{warmstart}; drop one")
             warmstart = "none"
+        if no_median_stopping:
+            if _given(ctx, "stopping") and stopping != "none":
+                raise UserError(f"--no-median-stopping (deprecated: --stopping none) contradicts --stopping "
+                                f"{stopping}; drop one")
+            stopping = "none"
         budget_s = parse_duration(budget) if budget is not None else None
         new_budget = budget is not None or trials is not None
         asked = SearchConfig(
@@ -211,7 +227,7 @@ def search(
             trial_seconds=parse_duration(trial_seconds, "--trial-seconds") if trial_seconds else None,
             train_subset=train_subset, final_epochs=final_epochs, max_params=max_params, max_flops=max_flops,
             max_latency_ms=max_latency_ms, storage=storage, warmstart=warmstart,
-            median_stopping=not no_median_stopping, workers=workers, executor=executor, address=address,
+            stopping=stopping, portfolio=not no_portfolio, workers=workers, executor=executor, address=address,
             trial_memory_mb=trial_memory)
         # a resumed run keeps its saved configuration; only a new budget (time and/or trials) replaces the old one
         cfg = asked if resume is None or new_budget else None

@@ -72,6 +72,7 @@ def render_report(summary: Mapping[str, Any], trials: Sequence[Mapping[str, Any]
         run_facts=_tables.run_facts(summary),
         tally=_tables.trial_tally(summary, trials),
         best=_tables.best_block(summary, completed),
+        choices=_tables.choices(summary),
         completed=bool(completed),
         figures={name: Markup(div) for name, div in divs.items()},  # plotly's own output: trusted markup
         top_curves=_figures.TOP_CURVES,

@@ -23,9 +23,15 @@ from archlab.report.format import (
     format_seconds,
 )
 
-__all__ = ["COLUMNS", "Cell", "best_block", "run_facts", "trial_rows", "trial_tally"]
+__all__ = ["COLUMNS", "Cell", "best_block", "choices", "run_facts", "trial_rows", "trial_tally"]
 
-COLUMNS = ("trial", "state", "val acc", "test acc", "params", "FLOPs", "latency", "cost", "reason", "arch")
+COLUMNS = ("trial", "state", "val acc", "test acc", "epochs", "params", "FLOPs", "latency", "cost", "reason",
+           "arch")
+#: how a trial's training ended, as the ``epochs`` cell's tooltip says it
+STOPS = {"successive_halving": "stopped by successive halving at a rung",
+         "median_stopping": "stopped below the median of earlier curves",
+         "max_seconds": "its time fidelity ran out", "epochs": "trained its full epochs",
+         "steps": "trained its full steps", "early_stopping": "no validation gain for its patience"}
 ARCH_CELL_CHARS = 60
 
 
@@ -126,6 +132,31 @@ def _metric(trial: Mapping[str, Any], key: str, formatter: Callable[[Any], str])
     return Cell(formatter(trial.get(key)), finite(trial.get(key)), "num")
 
 
+def _epochs_cell(trial: Mapping[str, Any]) -> Cell:
+    """The fidelity a trial reached: its epochs, and in the tooltip why its training ended."""
+    epochs, stopped = trial.get("epochs"), trial.get("stopped")
+    text = "" if epochs is None else str(epochs) + (" ✂" if stopped in ("successive_halving", "median_stopping")
+                                                    else "")
+    return Cell(text, finite(epochs), "num", title=STOPS.get(str(stopped), stopped) if stopped else None)
+
+
+def choices(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How the search chose, from the summary's ``choices``: the portfolio's trials, the stopping rule and why
+    the winner won (empty for a run that recorded none)."""
+    info = mapping(summary.get("choices"))
+    out = []
+    for p in info.get("portfolio") or []:
+        p = mapping(p)
+        out.append((f"portfolio: {p.get('name')}", f"trial {p.get('number')}: {format_percent(p.get('val_accuracy'))}"
+                    f" validation after {p.get('epochs')} epochs" + (f" ({STOPS.get(str(p['stopped']), p['stopped'])})"
+                                                                      if p.get("stopped") else "")))
+    if info.get("stopping"):
+        out.append(("early stopping", str(info["stopping"])))
+    if info.get("winner"):
+        out.append(("why the winner won", str(info["winner"])))
+    return out
+
+
 def trial_rows(trials: list[Mapping[str, Any]], front: set[int]) -> list[dict[str, Any]]:
     """One row per trial, in trial order: ``{"pareto": bool, "cells": [Cell, ...]}`` under :data:`COLUMNS`."""
     rows = []
@@ -141,6 +172,7 @@ def trial_rows(trials: list[Mapping[str, Any]], front: set[int]) -> list[dict[st
             Cell(trial_state, trial_state, css=f"state-{trial_state.lower()}"),
             _metric(trial, "val_accuracy", format_percent),
             _metric(trial, "test_accuracy", format_percent),
+            _epochs_cell(trial),
             _metric(trial, "params", format_count),
             _metric(trial, "flops", format_flops),
             _metric(trial, "latency_ms", format_ms),

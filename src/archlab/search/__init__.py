@@ -31,6 +31,7 @@ from archlab.search._objectives import (
 )
 from archlab.search._pareto import hypervolume, pareto_mask
 from archlab.search.evolution import RegularizedEvolution
+from archlab.search.halving import SuccessiveHalving
 from archlab.search.local_search import LocalSearch
 from archlab.search.median_stopping import MedianStopping
 from archlab.search.naswot import NaswotSearch
@@ -59,6 +60,7 @@ __all__ = [
     "RoBoT",
     "SearchExhausted",
     "Strategy",
+    "SuccessiveHalving",
     "SurrogateLocalSearch",
     "TrialRecord",
     "check_objectives",

@@ -142,6 +142,7 @@ class Strategy(abc.ABC):
         self.seen: set[Arch] = set()  # archs told
         self.pending: set[Arch] = set()  # archs asked and not told yet
         self.warmstart: Warmstart | None = None  # configuration, not state: kept by reset()
+        self.portfolio: list[tuple[str, Arch]] = []  # configuration too: the first asks (set_portfolio)
 
     @classmethod
     def from_context(cls, space: Space, *, seed: int = 0, objectives: Sequence[str | Objective] = ("accuracy",),
@@ -192,10 +193,22 @@ class Strategy(abc.ABC):
             return 10
         return min(10, max(2, expected_trials // 4))
 
+    def set_portfolio(self, archs: Sequence[tuple[str, Arch]]) -> None:
+        """Make named known-good archs the first asks, in order (:mod:`archlab.search.portfolio`); a warm start
+        or the strategy's own proposals follow. Their records are told like any other, so the strategy starts
+        from them (evolution's first population holds them)."""
+        self.portfolio = [(name, self.space.validate(arch)) for name, arch in archs]
+
+    @property
+    def starting(self) -> bool:
+        """Whether the next ask is a portfolio arch (fewer asked so far than the portfolio holds)."""
+        return len(self.history) + len(self.pending) < len(self.portfolio)
+
     @property
     def warming(self) -> bool:
-        """Whether the next ask is a warm-start pick (fewer than ``warmstart.trials`` asked so far)."""
-        return self.warmstart is not None and len(self.history) + len(self.pending) < self.warmstart.trials
+        """Whether the next ask is a warm-start pick (fewer than ``warmstart.trials`` asked after the portfolio)."""
+        return self.warmstart is not None and \
+            len(self.history) + len(self.pending) < len(self.portfolio) + self.warmstart.trials
 
     def _warm_sample(self, rng: random.Random) -> Arch:
         """The best of ``warmstart.candidates`` unseen random samples by the sum of per-proxy ranks."""
@@ -219,6 +232,11 @@ class Strategy(abc.ABC):
 
     # -- the interface
     def ask(self) -> Arch:
+        asked = len(self.history) + len(self.pending)
+        if asked < len(self.portfolio) and not self._taken(self.portfolio[asked][1]):
+            arch = self.portfolio[asked][1]
+            self.pending.add(arch)
+            return arch
         rng = random.Random(self._step_seed())
         pick = self._warm_sample if self.warming else self.propose
         arch = pick(rng)
@@ -301,4 +319,6 @@ class Strategy(abc.ABC):
         d: dict[str, Any] = {"name": self.name, "seed": self.seed, "dedupe": self.dedupe}
         if self.warmstart is not None:
             d["warmstart"] = self.warmstart.describe()
+        if self.portfolio:
+            d["portfolio"] = [{"name": name, "arch": arch.to_dict()} for name, arch in self.portfolio]
         return d

@@ -92,7 +92,7 @@ class OptunaStrategy(Strategy):
         return self.space.sample(rng)  # unused: ask() is the sampler's
 
     def ask(self) -> Arch:
-        if self.warming:  # the proxies' pick, not the sampler's (Strategy.set_warmstart)
+        if self.starting or self.warming:  # the portfolio's or the proxies' pick, not the sampler's
             arch = super().ask()
             attrs = self.warm_attrs()
             if attrs:

@@ -233,6 +233,15 @@ class Space:
             raise SpaceError(f"space {self.name!r} has no build function")
         return self._build(self.decode(arch), **kwargs)
 
+    def supernet(self, mode: str = "darts", **kwargs: Any) -> Any:
+        """The weight-sharing form of the space (:class:`archlab.search.oneshot.Supernet`): one instance of every
+        option of every module decision, run as a single path (``"spos"``), a softmax-weighted mixture
+        (``"darts"``) or a Gumbel-softmax sample (``"gdas"``); ``extract(arch)`` gives ``build(arch)`` with the
+        inherited weights. A space whose other decisions change structure raises :class:`SpaceError`."""
+        from archlab.search.oneshot._supernet import Supernet  # torch is imported only when a supernet is made
+
+        return Supernet(self, mode, **kwargs)
+
     def describe(self) -> dict[str, Any]:
         size = self.size()
         return {"name": self.name, "size": size if size != math.inf else "infinite",

@@ -22,7 +22,10 @@ edge_3_2   3<-2
 =========  ========  ==========================
 
 each a ``choice`` of :data:`OPERATIONS` (``none``, ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3``,
-``avg_pool_3x3``). The space is an :class:`NB201Space`, which adds the benchmark's codec to :class:`Space`:
+``avg_pool_3x3``). The genotype of an edge is the operation's name; it decodes to the operation's factory
+(:data:`OPERATION_FACTORIES`, a :class:`~archlab.space.Bound` named after the operation), so the same declaration
+builds a network (``space.build``) and a supernet (``space.supernet``). The space is an :class:`NB201Space`,
+which adds the benchmark's codec to :class:`Space`:
 ``to_string(arch)`` / ``from_string(text)`` convert to and from the cell string
 ``|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|``, and ``index(arch)`` /
 ``from_index(i)`` to and from the benchmark's index of the cell.
@@ -46,7 +49,7 @@ from typing import Any
 
 from archlab.errors import SpaceError
 from archlab.space._arch import Arch
-from archlab.space._nodes import choice
+from archlab.space._nodes import Bound, choice
 from archlab.space._predefined import register_space
 from archlab.space._space import Space
 
@@ -56,6 +59,7 @@ __all__ = [
     "NB201Space",
     "NUM_ARCHS",
     "OPERATIONS",
+    "OPERATION_FACTORIES",
     "arch_index",
     "arch_ops",
     "format_arch_str",
@@ -75,6 +79,19 @@ SHUFFLE_SEED = 88  # generate_meta_info: ``random.seed(88)  # please do not chan
 BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 
 _FORMAT = "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|"
+
+
+def _operation(C_in: int, C_out: int, stride: int, affine: bool = True, track_running_stats: bool = True, *,
+               op: str) -> Any:
+    """The zoo's module of operation ``op`` (:data:`archlab.zoo.models.nb201.OPS`); imported when called, so the
+    space needs no torch to be declared."""
+    from archlab import zoo
+
+    return zoo.models.nb201.OPS[op](C_in, C_out, stride, affine, track_running_stats)
+
+
+# what an edge decodes to: ``factory(C_in, C_out, stride, affine, track_running_stats) -> nn.Module``
+OPERATION_FACTORIES = tuple(Bound(op, _operation, {"op": op}) for op in OPERATIONS)
 _OP_CODE = {op: i for i, op in enumerate(OPERATIONS)}
 _EXAMPLE = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 
@@ -195,7 +212,7 @@ class NB201Space(Space):
     """
 
     def __init__(self, build: Callable[[Mapping[str, Any]], Any] | None = None, /, *, name: str = "nb201") -> None:
-        super().__init__(build, name=name, **{f: choice(list(OPERATIONS)) for f, _, _ in EDGES})
+        super().__init__(build, name=name, **{f: choice(list(OPERATION_FACTORIES)) for f, _, _ in EDGES})
 
     def ops(self, arch: Arch | Mapping[str, Any]) -> tuple[str, ...]:
         """The six operations of ``arch``, in :data:`EDGES` order."""
@@ -233,7 +250,7 @@ def nb201_space(*, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int 
     def build(arch: Mapping[str, Any]):
         from archlab import zoo
 
-        return zoo.create_model("nb201", arch_str=_FORMAT.format(*(arch[f] for f, _, _ in EDGES)), C=C, N=N,
+        return zoo.create_model("nb201", operations=[arch[f] for f, _, _ in EDGES], C=C, N=N,
                                 num_classes=num_classes, in_chans=in_chans)
 
     space = NB201Space(build)

@@ -19,22 +19,26 @@ from archlab.study._evaluator import TrainingEvaluator
 from archlab.study._loop import EXECUTORS
 from archlab.train import TrainConfig
 
-__all__ = ["FINAL_LABEL_SMOOTHING", "FINAL_SHIFT", "WARMSTARTS", "SearchConfig", "TrainingEvaluatorFactory",
-           "final_shift", "final_train_config", "check_fingerprint", "make_space", "rebuild_space", "space_from_spec",
-           "space_pin"]
+__all__ = ["FINAL_LABEL_SMOOTHING", "FINAL_SHIFT", "STOPPINGS", "WARMSTARTS", "SearchConfig",
+           "TrainingEvaluatorFactory", "final_shift", "final_train_config", "check_fingerprint", "make_space",
+           "rebuild_space", "space_from_spec", "space_pin"]
 
 FINAL_LABEL_SMOOTHING = 0.1
 FINAL_SHIFT = 1  # pixels of random translation in the final training (images of >= 16 pixels a side)
 #: ``SearchConfig.warmstart``: "proxies" picks the first trials of any strategy by zero-cost proxies in accuracy-only
 #: runs (:meth:`archlab.search.Strategy.set_warmstart`); "none" leaves every proposal to the strategy
 WARMSTARTS = ("proxies", "none")
+#: ``SearchConfig.stopping``: how unpromising trials end early. "asha": successive halving at rungs of 1/9 and 1/3
+#: of a trial's schedule (:class:`archlab.search.SuccessiveHalving`); "median": below the median of earlier curves
+#: (:class:`archlab.search.MedianStopping`); "none": every trial trains to its fidelity
+STOPPINGS = ("asha", "median", "none")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search run (saved in ``run.json``)."""
 
-    space: str = "metaformer"
+    space: str = "image"
     data: str = "digits"
     mixers: tuple[str, ...] | None = None  # restrict the space's mixer choice (None: every registered mixer)
     strategy: str = DEFAULT_STRATEGY
@@ -57,7 +61,8 @@ class SearchConfig:
     storage: str | None = None
     export_onnx: bool = True
     warmstart: str = "proxies"  # one of WARMSTARTS: the first trials picked by zero-cost proxies, or not
-    median_stopping: bool = True  # stop a trial whose curve falls below the median of earlier trials' curves
+    stopping: str = "asha"  # one of STOPPINGS
+    portfolio: bool = True  # the first trials are the space's known-good archs (archlab.search.portfolio)
     workers: int = 1  # trials trained side by side, each in its own process with its share of the cores
     executor: str = "local"  # where trials run: local processes, or Ray actors ("ray")
     address: str = "local"  # the Ray cluster: local (started for the run), auto, or ray://host:port
@@ -78,6 +83,8 @@ class SearchConfig:
             raise UserError(f"--trial-memory must be a positive number of megabytes, got {self.trial_memory_mb}")
         if self.executor not in EXECUTORS:
             raise UserError(f"unknown --executor {self.executor!r}; choose from {', '.join(EXECUTORS)}")
+        if self.stopping not in STOPPINGS:
+            raise UserError(f"unknown --stopping {self.stopping!r}; choose from {', '.join(STOPPINGS)}")
         if self.warmstart not in WARMSTARTS:
             raise UserError(f"unknown --warmstart {self.warmstart!r}; choose from {', '.join(WARMSTARTS)}")
         if self.n_trials is not None and self.n_trials < 1:
@@ -123,7 +130,9 @@ class SearchConfig:
     def trial_seconds_effective(self) -> float | None:
         seconds = self.trial_seconds
         if seconds is None and self.search_budget_s is not None:
-            seconds = max(5.0, self.search_budget_s / 10)  # at least ~10 trials fit in any budget
+            # successive halving stops most trials at a ninth or a third of this, so a trial may be a third of
+            # the search (the first one, and the few that stay in front, train that long); else ~10 trials fit
+            seconds = max(5.0, self.search_budget_s / (3 if self.stopping == "asha" else 10))
         return seconds
 
     def expected_trials(self) -> int:
@@ -131,7 +140,8 @@ class SearchConfig:
         guesses = [self.n_trials] if self.n_trials is not None else []
         seconds = self.trial_seconds_effective()
         if self.search_budget_s is not None and seconds:
-            guesses.append(int(self.search_budget_s / seconds))
+            # under successive halving a trial takes about a quarter of its fidelity on average
+            guesses.append(int(self.search_budget_s / (seconds * (0.25 if self.stopping == "asha" else 1.0))))
         return max(1, min(guesses)) if guesses else 100
 
     def trial_config(self) -> TrainConfig:
@@ -170,6 +180,10 @@ class SearchConfig:
         """The configuration a ``run.json`` saved (that of an older archlab too: its ``proxy_warmup`` flag is
         ``warmstart``, True "proxies" and False "none")."""
         d = dict(d)
+        if "median_stopping" in d:  # an older archlab's flag: median stopping or none
+            old = d.pop("median_stopping")
+            d.setdefault("stopping", "median" if old else "none")
+            d.setdefault("portfolio", False)
         if "proxy_warmup" in d:
             old = d.pop("proxy_warmup")
             d.setdefault("warmstart", "proxies" if old else "none")

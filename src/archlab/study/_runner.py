@@ -37,12 +37,14 @@ from archlab.proxies import ProxyScorer
 from archlab.search import (
     MedianStopping,
     Strategy,
+    SuccessiveHalving,
     TrialRecord,
     create_strategy,
     resolve_constraints,
     resolve_objectives,
     strategy_class,
 )
+from archlab.search.portfolio import portfolio
 from archlab.space import Space
 from archlab.study._artifacts import exportable
 from archlab.study._budget import Budget
@@ -212,7 +214,7 @@ def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: 
         seconds = max(1.0, cfg.search_budget_s - tail_seconds(cfg) - (time.perf_counter() - started))
         search_budget = replace(search_budget, seconds=seconds)
     saver = _BestSaver(out, objs)
-    stopper = MedianStopping() if training and cfg.median_stopping else None
+    stopper = _stopper(cfg) if training else None
     search_started = time.perf_counter()
     result = search(space, evaluator, strat, led, search_budget, constraints=cons, workers=cfg.workers,
                     executor=cfg.executor, address=cfg.address, trial_memory_mb=cfg.trial_memory_mb,
@@ -221,6 +223,7 @@ def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: 
     run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
     summary = _summary(cfg, led, space, dataset, result, out)
     summary["strategy"] = strat.describe()  # what the strategy was, its warm start included
+    summary["choices"] = _choices(strat, stopper, led, result)
     if training and result.best is not None and out is not None:
         assert dataset is not None
         _finalize(summary, cfg, space, dataset, evaluator, result, out, run_clock, emit)
@@ -270,6 +273,18 @@ def tail_seconds(cfg: SearchConfig) -> float:
     return (2.5 if cfg.export_onnx else 1.0) + 0.01 * cfg.budget_s
 
 
+def _stopper(cfg: SearchConfig) -> MedianStopping | SuccessiveHalving | None:
+    """The run's early-stopping rule (``cfg.stopping``)."""
+    return {"asha": SuccessiveHalving, "median": MedianStopping}.get(cfg.stopping, lambda: None)()
+
+
+def _with_portfolio(strategy: Strategy, cfg: SearchConfig, space: Space, training: bool) -> Strategy:
+    """``strategy`` starting from the space's portfolio (:mod:`archlab.search.portfolio`) in a training run."""
+    if cfg.portfolio and training:
+        strategy.set_portfolio(portfolio(space, cfg.budget_s))
+    return strategy
+
+
 def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | None, objectives: Sequence[Any],
                    constraints: Sequence[Any], training: bool, expected_trials: int) -> Strategy:
     """Strategy ``name`` for the run. A strategy built on zero-cost proxies (a class attribute ``proxy_names``)
@@ -283,10 +298,12 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
     if proxy_names is not None:
         extra = {} if data is None else {"scorer": ProxyScorer(space, data.x_train, data.y_train, names=proxy_names,
                                                                seed=cfg.seed, time_budget_s=limit)}
-        return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
-                               expected_trials=expected_trials, **extra)
-    strategy = create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
-                               expected_trials=expected_trials)
+        strategy = create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
+                                   expected_trials=expected_trials, **extra)
+        return _with_portfolio(strategy, cfg, space, training)
+    strategy = _with_portfolio(create_strategy(name, space, seed=cfg.seed, objectives=objectives,
+                                               constraints=constraints, expected_trials=expected_trials),
+                               cfg, space, training)
     if (cfg.warmstart == "proxies" and training and data is not None
             and [o.name for o in objectives] == ["accuracy"]):
         # proxies predict trainability, not cost: with cost objectives they would bias toward big archs. Under a
@@ -296,6 +313,43 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
         strategy.set_warmstart(ProxyScorer(space, data.x_train, data.y_train, names=names, seed=cfg.seed,
                                            time_budget_s=limit), expected_trials=expected_trials)
     return strategy
+
+
+def _choices(strategy: Strategy, stopper: Any, ledger: Ledger, result: SearchResult) -> dict[str, Any]:
+    """What the report says about how the search chose: the portfolio's trials, the early-stopping rule, and why
+    the winner won."""
+    rows = sorted(ledger.trials(), key=lambda r: r["number"])
+    by_arch: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("arch") is not None:
+            by_arch.setdefault(json.dumps(row["arch"], sort_keys=True), row)
+    names: dict[int, str] = {}
+    start = []
+    for name, arch in strategy.portfolio:
+        row = by_arch.get(json.dumps(arch.to_dict(), sort_keys=True))
+        if row is None:
+            continue  # the budget ended before it ran
+        names[row["number"]] = name
+        start.append({"name": name, "number": row["number"], "state": row["state"],
+                      **{k: row.get(k) for k in ("val_accuracy", "epochs", "stopped")}})
+    rule = ("successive halving (ASHA): a trial goes past " + ", ".join(f"{r:.0%}" for r in stopper.rungs)
+            + f" of its schedule only among the best 1/{stopper.reduction_factor} there"
+            if isinstance(stopper, SuccessiveHalving) else
+            "median stopping: a trial below the median of earlier curves at the same progress stops"
+            if isinstance(stopper, MedianStopping) else "none: every trial trained to its fidelity")
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    cut = sum(1 for r in done if r.get("stopped") in ("successive_halving", "median_stopping"))
+    winner = None
+    if result.best is not None:
+        best = next((r for r in rows if r["number"] == result.best.number), {})
+        origin = f"the portfolio's {names[result.best.number]}" if result.best.number in names else \
+            f"proposed by {strategy.name}"
+        o = ledger.objectives[0]
+        value = result.best.metrics.get(o.metric)
+        shown = f"{value:.2%}" if o.metric == "val_accuracy" and value is not None else f"{value}"
+        winner = (f"trial {result.best.number} ({origin}) has the best {o.name} ({shown}) of {len(done)} completed "
+                  f"trials, after {best.get('epochs')} epochs; {cut} of them were stopped early")
+    return {"portfolio": start, "stopping": rule, "winner": winner}
 
 
 class _BestSaver:

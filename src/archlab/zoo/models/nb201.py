@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.errors import UserError
+from archlab.errors import SpaceError, UserError
 from archlab.space.nb201 import BEST_CIFAR10, EDGES, arch_ops, format_arch_str
 from archlab.zoo._registry import register_model
 
@@ -208,29 +208,50 @@ def _genotype(ops: Sequence[str]) -> tuple[tuple[tuple[str, int], ...], ...]:
     return tuple(tuple(node) for node in nodes)
 
 
+def _cell_str(names: Sequence[str]) -> str:
+    """The cell string of six operation names; the names joined by ``|`` when some are not NB201's (mixed)."""
+    try:
+        return format_arch_str(names)
+    except SpaceError:
+        return "|".join(names)
+
+
 class InferCell(nn.Module):
     """An NB201 cell: node ``j`` sums ``layers[k](nodes[i])`` over its inputs; the last node is the output.
 
     ``genotype`` is any cell form :func:`archlab.space.nb201.arch_ops` takes (usually the cell string).
     ``node_IN[j-1]`` lists node ``j``'s input nodes and ``node_IX[j-1]`` the matching indices into ``layers``.
     Edges from the cell's input map ``C_in`` to ``C_out`` channels at ``stride``; the others keep ``C_out``.
+
+    ``operations``, when given, are the six edges' factories ``(C_in, C_out, stride, affine, track_running_stats)
+    -> nn.Module`` in :data:`~archlab.space.nb201.EDGES` order, used instead of :data:`OPS` (the ``nb201`` space
+    decodes its edges to such factories, and a supernet to mixed ones); ``genotype`` is then ignored.
     """
 
-    def __init__(self, genotype: str | Mapping[str, Any] | Sequence[Any], C_in: int, C_out: int, stride: int = 1,
-                 affine: bool = True, track_running_stats: bool = True) -> None:
+    def __init__(self, genotype: str | Mapping[str, Any] | Sequence[Any] | None, C_in: int, C_out: int,
+                 stride: int = 1, affine: bool = True, track_running_stats: bool = True,
+                 operations: Sequence[Callable[..., nn.Module]] | None = None) -> None:
         super().__init__()
-        self.ops = arch_ops(genotype)
+        if operations is not None:
+            operations = tuple(operations)
+            if len(operations) != len(EDGES) or not all(callable(op) for op in operations):
+                raise UserError(f"InferCell: operations must be {len(EDGES)} factories, got {operations!r}")
+            self.ops = tuple(getattr(op, "__name__", type(op).__name__) for op in operations)
+        else:
+            self.ops = arch_ops(genotype)
+            operations = tuple(OPS[op] for op in self.ops)
         self.genotype = _genotype(self.ops)
         self.layers = nn.ModuleList()
         self.node_IN: list[list[int]] = []
         self.node_IX: list[list[int]] = []
         for node in self.genotype:
             cur_index, cur_innod = [], []
-            for op_name, op_in in node:
+            for _, op_in in node:
+                make = operations[len(self.layers)]  # EDGES lists the edges node by node, as the loop meets them
                 if op_in == 0:
-                    layer = OPS[op_name](C_in, C_out, stride, affine, track_running_stats)
+                    layer = make(C_in, C_out, stride, affine, track_running_stats)
                 else:
-                    layer = OPS[op_name](C_out, C_out, 1, affine, track_running_stats)
+                    layer = make(C_out, C_out, 1, affine, track_running_stats)
                 cur_index.append(len(self.layers))
                 cur_innod.append(op_in)
                 self.layers.append(layer)
@@ -241,7 +262,7 @@ class InferCell(nn.Module):
         self.out_dim = C_out
 
     def extra_repr(self) -> str:
-        return f"nodes={self.nodes}, inC={self.in_dim}, outC={self.out_dim}, {format_arch_str(self.ops)}"
+        return f"nodes={self.nodes}, inC={self.in_dim}, outC={self.out_dim}, {_cell_str(self.ops)}"
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         nodes = [inputs]
@@ -256,8 +277,8 @@ class InferCell(nn.Module):
 class TinyNetwork(nn.Module):
     """The NAS-Bench-201 macro network around one cell ``genotype`` (see the module docstring)."""
 
-    def __init__(self, C: int, N: int, genotype: str | Mapping[str, Any] | Sequence[Any], num_classes: int,
-                 in_chans: int = 3) -> None:
+    def __init__(self, C: int, N: int, genotype: str | Mapping[str, Any] | Sequence[Any] | None, num_classes: int,
+                 in_chans: int = 3, operations: Sequence[Callable[..., nn.Module]] | None = None) -> None:
         super().__init__()
         if C < 1 or N < 1 or num_classes < 1 or in_chans < 1:
             raise UserError(f"nb201: C, N, num_classes and in_chans must be >= 1, got {C}, {N}, {num_classes}, "
@@ -271,11 +292,11 @@ class TinyNetwork(nn.Module):
         self.cells = nn.ModuleList()
         for C_curr, reduction in zip(layer_channels, layer_reductions, strict=True):
             cell = (ResNetBasicblock(C_prev, C_curr, 2, True) if reduction
-                    else InferCell(genotype, C_prev, C_curr, 1))
+                    else InferCell(genotype, C_prev, C_curr, 1, operations=operations))
             self.cells.append(cell)
             C_prev = cell.out_dim
         self._Layer = len(self.cells)
-        self.arch_str = format_arch_str(arch_ops(genotype))
+        self.arch_str = _cell_str(self.cells[0].ops)
         self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU())
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
@@ -297,9 +318,11 @@ class TinyNetwork(nn.Module):
 
 @register_model(name="nb201", family="nb201", paper=_PAPER, input_shape=(3, 32, 32))
 def nb201(arch_str: str | Mapping[str, Any] | Sequence[Any] = BEST_CIFAR10, *, C: int = 16, N: int = 5,
-          num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> TinyNetwork:
+          num_classes: int = 10, in_chans: int = 3, operations: Sequence[Callable[..., nn.Module]] | None = None,
+          **kwargs: Any) -> TinyNetwork:
     """The NB201 network of one cell: ``arch_str`` is a cell string or a genotype (any form
-    :func:`archlab.space.nb201.arch_ops` takes); by default the cell with the best CIFAR-10 test accuracy."""
+    :func:`archlab.space.nb201.arch_ops` takes); by default the cell with the best CIFAR-10 test accuracy.
+    ``operations`` (six edge factories, see :class:`InferCell`) replace ``arch_str`` when given."""
     if kwargs:
         raise UserError(f"nb201: unknown argument(s) {sorted(kwargs)}")
-    return TinyNetwork(C, N, arch_str, num_classes, in_chans=in_chans)
+    return TinyNetwork(C, N, arch_str, num_classes, in_chans=in_chans, operations=operations)
