@@ -32,6 +32,7 @@ def run_monitor(rule, final, points=9):
 
 def test_rungs_and_parameters():
     assert SuccessiveHalving().rungs == pytest.approx([1 / 9, 1 / 3])
+    assert SuccessiveHalving().monitor().eval_at == tuple(SuccessiveHalving().rungs)  # the trainer evaluates there
     assert SuccessiveHalving(min_resource=1 / 16, reduction_factor=2).rungs == pytest.approx([1 / 16, 1 / 8, 1 / 4,
                                                                                                1 / 2])
     for bad in ({"min_resource": 0.0}, {"min_resource": 1.0}, {"reduction_factor": 1}, {"direction": "up"}):

@@ -120,3 +120,29 @@ def test_adamw_falls_back_to_the_plain_loop_for_complex_parameters():
     p.grad = torch.ones_like(p)
     opt.step()  # the fused kernel would refuse a complex tensor
     assert torch.isfinite(torch.view_as_real(p)).all()
+
+
+def test_points_asked_inside_an_epoch_are_evaluated_there_and_may_stop_it(digits):
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=1)  # ~36 steps an epoch: progress 0.1 is inside epoch 1
+    torch.manual_seed(0)
+    m = small_cnn()
+    r = train_model(m, digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg, eval_at=(0.1, 0.75))
+    epochs = [p["epoch"] for p in r.curve]
+    assert len(epochs) == 4 and epochs[1] == 1 and epochs[3] == 2  # the epoch ends, as without eval_at
+    assert 0 < epochs[0] < 1 and 1 < epochs[2] < 2  # and a point at each asked progress, inside its epoch
+    assert r.curve[0]["progress"] == pytest.approx(0.1, abs=0.03) and r.epochs == 2
+    # the same run without the marks trains the same: evaluating inside an epoch changes nothing of the training
+    torch.manual_seed(0)
+    plain = train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg)
+    assert [p["val_loss"] for p in plain.curve] == [p["val_loss"] for p in r.curve if p["epoch"] in (1, 2)]
+
+    seen = []
+
+    def stop_at_first(point):
+        seen.append(point)
+        return "halved"
+
+    torch.manual_seed(0)
+    r = train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg,
+                    on_epoch=stop_at_first, eval_at=(0.1,))
+    assert r.stopped == "halved" and len(seen) == 1 and 0 < r.epochs < 1 and r.epochs == seen[0]["epoch"]

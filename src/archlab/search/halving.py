@@ -17,6 +17,9 @@ is compressed into few epochs, so an epoch count would favour the fast ones. Wit
 ``reduction_factor`` 3 the rungs are at 1/9 and 1/3 of a trial's schedule, so about one trial in nine trains
 to its end.
 
+The monitor asks the trainer to evaluate at the rungs (its ``eval_at``), also inside an epoch, so a slow arch is
+judged at the rung instead of at the end of its first long epoch.
+
 Unlike median stopping, every trial's values count at the rungs it reached, a stopped trial's included (ASHA
 ranks all that reached a rung). The rule depends only on the ledger's curves, so a resumed run rebuilds it
 exactly (:meth:`add` in trial order).
@@ -95,6 +98,7 @@ class SuccessiveHalving:
                 k += 1
             return verdict
 
+        on_epoch.eval_at = tuple(self.rungs)  # type: ignore[attr-defined]  # the trainer evaluates at the rungs
         return on_epoch
 
     def describe(self) -> dict[str, Any]:

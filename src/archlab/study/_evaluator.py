@@ -154,8 +154,9 @@ class TrainingEvaluator:
                 left = seconds - (time.perf_counter() - start)
                 cfg = replace(cfg, max_seconds=max(0.5, min(cfg.max_seconds, left)))
             d, full = self.train_data, self.data  # a training subset keeps the full validation and test splits
+            # a monitor may ask for evaluations inside an epoch (successive halving's rungs: its ``eval_at``)
             result = train_model(model, d.x_train, d.y_train, full.x_val, full.y_val, cfg, on_epoch=on_epoch,
-                                 eval_after=len(full.y_test))
+                                 eval_after=len(full.y_test), eval_at=getattr(on_epoch, "eval_at", ()))
             test_loss, test_acc = evaluate(model, full.x_test, full.y_test, eval_batch_size(cfg))
             metrics.update(val_accuracy=result.val_accuracy, val_loss=result.val_loss, test_accuracy=test_acc,
                            test_loss=test_loss, epochs=result.epochs, stopped=result.stopped)

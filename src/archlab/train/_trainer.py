@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -103,9 +103,12 @@ class _Classifier(Hook):
     best weights, the caller's ``on_epoch`` and the patience."""
 
     def __init__(self, model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, cfg: TrainConfig,
-                 total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None, eval_after: int = 0) -> None:
+                 total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None, eval_after: int = 0,
+                 steps_per_epoch: int = 1, eval_at: Sequence[float] = ()) -> None:
         self.model, self.x_val, self.y_val, self.cfg = model, x_val, y_val, cfg
         self.total_steps, self.user_on_epoch = total_steps, on_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.marks = sorted(float(m) for m in eval_at if 0.0 < float(m) < 1.0)  # mid-epoch evaluations
         self.running, self.seen = 0.0, 0
         # under a time fidelity, the time to evaluate the validation split (and the caller's eval_after samples)
         # is kept free: estimated from the training speed until the first evaluation measures it
@@ -124,9 +127,28 @@ class _Classifier(Hook):
             # a forward pass of evaluation costs at most about half a training step's forward-backward-update
             per_sample = self.eval_per_sample or 0.5 * state.seconds / self.trained
             state.reserve_s = per_sample * self.eval_samples
+        if self.marks and self._progress(state) >= self.marks[0] and state.step % self.steps_per_epoch:
+            # a point the monitor asked for (a successive-halving rung) falls inside this epoch: evaluate there, so
+            # a slow arch is judged at the rung and not only at the end of its first long epoch
+            while self.marks and self._progress(state) >= self.marks[0]:
+                self.marks.pop(0)
+            return self._point(state, round(state.step / self.steps_per_epoch, 3))
+        return None
+
+    def _progress(self, state: FitState) -> float:
+        progress = state.step / self.total_steps
+        if self.cfg.max_seconds is not None:
+            progress = max(progress, (time.perf_counter() - self.start) / self.cfg.max_seconds)
+        return progress
 
     def on_epoch(self, state: FitState) -> str | None:
-        cfg, epoch = self.cfg, state.epoch
+        while self.marks and self._progress(state) >= self.marks[0]:
+            self.marks.pop(0)
+        return self._point(state, state.epoch)
+
+    def _point(self, state: FitState, epoch: float) -> str | None:
+        """Evaluate, record the curve point of ``epoch`` (fractional inside an epoch) and ask the monitor."""
+        cfg = self.cfg
         t0 = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, eval_batch_size(cfg))
         self.eval_per_sample = (time.perf_counter() - t0) / max(1, len(self.x_val))
@@ -135,9 +157,7 @@ class _Classifier(Hook):
         if not math.isfinite(val_loss):
             raise TrialFailed(f"non-finite validation loss at epoch {epoch}")
         seconds = time.perf_counter() - self.start
-        progress = state.step / self.total_steps
-        if cfg.max_seconds is not None:
-            progress = max(progress, seconds / cfg.max_seconds)
+        progress = self._progress(state)
         # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
         # trials of different speeds under a time fidelity can be compared
         point = {"epoch": epoch, "train_loss": self.running / max(1, self.seen), "val_loss": val_loss,
@@ -157,13 +177,16 @@ class _Classifier(Hook):
 
 def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                 y_val: torch.Tensor, config: TrainConfig = TrainConfig(),
-                on_epoch: Callable[[dict[str, float]], Any] | None = None, *, eval_after: int = 0) -> TrainResult:
+                on_epoch: Callable[[dict[str, float]], Any] | None = None, *, eval_after: int = 0,
+                eval_at: Sequence[float] = ()) -> TrainResult:
     """Train ``model`` in place with AdamW and a cosine schedule; the best-validation weights are kept.
 
     Cross-entropy (with ``label_smoothing``) on shuffled mini-batches, augmented as ``config`` says, through
     :func:`~archlab.train.fit`. ``on_epoch(point)`` is called after every epoch with that epoch's curve point;
     if it returns a non-empty string, training stops there and the string is the result's ``stopped`` reason
-    (a search's early stopping of unpromising trials).
+    (a search's early stopping of unpromising trials). ``eval_at`` are points of the schedule's progress (0..1)
+    where a point is also evaluated when they fall inside an epoch (its ``epoch`` then fractional, and the
+    result's ``epochs`` too when training stops there): the rungs of successive halving.
 
     Under a time fidelity (``config.max_seconds``) the run ends on time with its last validation included, and
     with time left to evaluate ``eval_after`` more samples (a test split the caller scores next).
@@ -171,7 +194,8 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
     cfg = config
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
-    clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch, eval_after)
+    clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch, eval_after, steps_per_epoch,
+                      eval_at)
 
     def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(x_train), generator=gen)
@@ -189,5 +213,6 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
                  grad_clip=cfg.grad_clip, hooks=[clf], amp=False, seed=cfg.seed)
     if clf.best_state is not None:
         model.load_state_dict(clf.best_state)
-    return TrainResult(val_accuracy=clf.best_acc, val_loss=clf.best_loss, epochs=len(clf.curve),
+    return TrainResult(val_accuracy=clf.best_acc, val_loss=clf.best_loss,
+                       epochs=clf.curve[-1]["epoch"] if clf.curve else 0,
                        cost_s=time.perf_counter() - clf.start, curve=clf.curve, stopped=result.stopped)
