@@ -103,3 +103,23 @@ def test_a_search_under_halving_spends_less_and_keeps_the_best():
         rebuilt.add(curve(r.arch["q"] / 10)[:r.metrics["epochs"]])
     for q in range(11):
         assert run_monitor(live, q / 10) == run_monitor(rebuilt, q / 10)
+
+
+def test_a_trial_stopped_early_skips_its_test_pass_and_the_others_do_not():
+    from archlab.data import load_dataset
+    from archlab.space import choice
+    from archlab.study import TrainingEvaluator
+    from archlab.train import TrainConfig
+
+    def build(arch):
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, arch["width"]), nn.ReLU(), nn.Linear(arch["width"], 10))
+
+    space = Space(build, width=choice([16]))
+    evaluator = TrainingEvaluator(space, load_dataset("digits", seed=0), TrainConfig(epochs=2, batch_size=32))
+    arch = space.sample(0)
+    stopped = evaluator(arch, monitor=lambda point: HALVED)
+    assert stopped.metrics["stopped"] == HALVED and "test_accuracy" not in stopped.metrics
+    full = evaluator(arch, monitor=lambda point: None)
+    assert full.metrics["epochs"] == 2 and full.metrics["test_accuracy"] > 0.3  # chance is 0.1

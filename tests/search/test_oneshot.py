@@ -230,6 +230,15 @@ def test_a_tiny_gdas_search_anneals_tau_and_learns():
     assert result.arch in space
 
 
+def test_gdas_bounded_by_time_anneals_tau_over_the_schedule_not_the_nominal_epochs():
+    space = tiny_space()
+    train, val = _synthetic_task(seed=1)
+    result = gdas(space, train, val, epochs=10_000, lr=0.05, seed=0, max_seconds=1.5)
+    taus = [h["tau"] for h in result.history]
+    assert taus == sorted(taus, reverse=True) and taus[-1] < 1.0  # by epochs it would still be about 10
+    assert result.supernet.tau == pytest.approx(taus[-1])
+
+
 def test_spos_trains_uniform_paths_and_returns_its_best_scored_candidate():
     from archlab.search.oneshot import spos
 

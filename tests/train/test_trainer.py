@@ -146,3 +146,15 @@ def test_points_asked_inside_an_epoch_are_evaluated_there_and_may_stop_it(digits
     r = train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg,
                     on_epoch=stop_at_first, eval_at=(0.1,))
     assert r.stopped == "halved" and len(seen) == 1 and 0 < r.epochs < 1 and r.epochs == seen[0]["epoch"]
+
+
+def test_an_epoch_cut_by_time_right_after_an_asked_point_is_not_evaluated_twice(digits):
+    # eval_after makes the reserved evaluation time so large that the time fidelity ends training after one step,
+    # the step at which the asked point (progress 1e-6) is evaluated
+    cfg = TrainConfig(epochs=3, batch_size=32, max_seconds=60.0, seed=0)
+    torch.manual_seed(0)
+    r = train_model(small_cnn(), digits.x_train, digits.y_train, digits.x_val, digits.y_val, cfg,
+                    eval_after=10**9, eval_at=(1e-6,))
+    steps = math.ceil(len(digits.y_train) / 32)
+    assert r.stopped == "max_seconds" and len(r.curve) == 1
+    assert r.curve[0]["step"] == 1 and r.epochs == r.curve[0]["epoch"] == round(1 / steps, 3)

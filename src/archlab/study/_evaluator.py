@@ -8,7 +8,8 @@ objectives and constraints name them. ``metrics["cost_s"]`` is what a trial cost
 
 :class:`TrainingEvaluator` measures parameters, FLOPs and latency before training and checks the constraints on
 them there, so an arch that cannot meet them costs a build and a measurement, not a training run. Test accuracy
-is measured for the record but is never shown to a strategy.
+is measured for the record but is never shown to a strategy (nor for a trial stopped early for being behind
+the others: that would cost a test pass per cheap look).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from archlab.errors import UserError
 from archlab.export import load_weights
 from archlab.measure import count_flops, count_params, measure_latency
 from archlab.search import Constraint, resolve_constraints
+from archlab.search.halving import HALVED
+from archlab.search.median_stopping import STOPPED
 from archlab.space import Arch, Space
 from archlab.train import TrainConfig, TrialFailed, eval_batch_size, evaluate, seed_everything, train_model
 
@@ -35,6 +38,8 @@ __all__ = ["EvalResult", "Evaluator", "TrainingEvaluator", "check_constraints", 
            "failure_reason"]
 
 Monitor = Callable[[dict[str, Any]], str | None]
+#: the ``stopped`` reasons of a trial ended for being behind the others: its test accuracy is not measured
+EARLY_STOPS = (HALVED, STOPPED)
 
 
 @dataclass
@@ -157,9 +162,11 @@ class TrainingEvaluator:
             # a monitor may ask for evaluations inside an epoch (successive halving's rungs: its ``eval_at``)
             result = train_model(model, d.x_train, d.y_train, full.x_val, full.y_val, cfg, on_epoch=on_epoch,
                                  eval_after=len(full.y_test), eval_at=getattr(on_epoch, "eval_at", ()))
-            test_loss, test_acc = evaluate(model, full.x_test, full.y_test, eval_batch_size(cfg))
-            metrics.update(val_accuracy=result.val_accuracy, val_loss=result.val_loss, test_accuracy=test_acc,
-                           test_loss=test_loss, epochs=result.epochs, stopped=result.stopped)
+            metrics.update(val_accuracy=result.val_accuracy, val_loss=result.val_loss, epochs=result.epochs,
+                           stopped=result.stopped)
+            if result.stopped not in EARLY_STOPS:  # a trial stopped for being behind is not worth its test pass
+                metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, full.x_test, full.y_test,
+                                                                          eval_batch_size(cfg))
             metrics["cost_s"] = time.perf_counter() - start
             return EvalResult("complete", metrics, curve=result.curve, model=model if keep else None)
         except Exception as e:  # any failure of one arch fails its trial, never the search

@@ -444,6 +444,10 @@ def _finalize(summary: dict[str, Any], cfg: SearchConfig, space: Space, data: Da
         else:
             info = {"state": final.state, "reason": final.reason, "used": False}
         summary["final"] = info
+    if best_summary.get("test_accuracy") is None:  # a winner stopped early had no test pass in its trial
+        from archlab.train import evaluate
+
+        best_summary["test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
     best_dir = out / "best"
     previous = _previous_best(out)
     if previous is not None and (best_summary.get("val_accuracy") or 0.0) < previous["best"]["val_accuracy"]:

@@ -144,7 +144,11 @@ class _Classifier(Hook):
     def on_epoch(self, state: FitState) -> str | None:
         while self.marks and self._progress(state) >= self.marks[0]:
             self.marks.pop(0)
-        return self._point(state, state.epoch)
+        if self.curve and self.curve[-1]["step"] == state.step:
+            return None  # the time fidelity cut the epoch right after a point asked inside it: no second evaluation
+        # a cut epoch (time fidelity) is counted by the steps it took
+        return self._point(state, state.epoch if state.step % self.steps_per_epoch == 0 else
+                           round(state.step / self.steps_per_epoch, 3))
 
     def _point(self, state: FitState, epoch: float) -> str | None:
         """Evaluate, record the curve point of ``epoch`` (fractional inside an epoch) and ask the monitor."""
@@ -160,7 +164,8 @@ class _Classifier(Hook):
         progress = self._progress(state)
         # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
         # trials of different speeds under a time fidelity can be compared
-        point = {"epoch": epoch, "train_loss": self.running / max(1, self.seen), "val_loss": val_loss,
+        point = {"epoch": epoch, "step": state.step, "train_loss": self.running / max(1, self.seen),
+                 "val_loss": val_loss,
                  "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
         self.curve.append(point)
         self.running, self.seen = 0.0, 0

@@ -43,12 +43,17 @@ def gdas_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.
 class GdasArchStep(ArchStep):
     """Sets the epoch's temperature, then the first-order architecture step of :class:`ArchStep`."""
 
-    def __init__(self, *args: Any, epochs: int, tau_max: float, tau_min: float) -> None:
+    def __init__(self, *args: Any, epochs: int, tau_max: float, tau_min: float, by_progress: bool = False) -> None:
         super().__init__(*args)
-        self.epochs, self.tau_max, self.tau_min = epochs, tau_max, tau_min
+        self.epochs, self.tau_max, self.tau_min, self.by_progress = epochs, tau_max, tau_min, by_progress
+        self.taus: dict[int, float] = {}  # per epoch, the temperature of its last step
 
     def before_step(self, state: FitState) -> None:
-        self.supernet.tau = gdas_tau(state.epoch, self.epochs, self.tau_max, self.tau_min)
+        if self.by_progress:  # a run bounded by time: the annealing follows the schedule's progress, not epochs
+            tau = self.tau_max - (self.tau_max - self.tau_min) * min(1.0, state.progress)
+        else:
+            tau = gdas_tau(state.epoch, self.epochs, self.tau_max, self.tau_min)
+        self.supernet.tau = self.taus[state.epoch] = tau
         super().before_step(state)
 
 
@@ -67,10 +72,11 @@ def gdas(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 
     supernet.mode = "gdas"
     val = list(val)
     arch_step = GdasArchStep(supernet, val, loss_fn, arch_optimizer(supernet, arch_lr, arch_betas, arch_weight_decay),
-                             epochs=epochs, tau_max=tau_max, tau_min=tau_min)
+                             epochs=epochs, tau_max=tau_max, tau_min=tau_min,
+                             by_progress=fit_kwargs.get("max_seconds") is not None)
     history = EpochHistory(supernet, lambda: accuracy(supernet, val, arch=supernet.derive()))
     fit(supernet, train, loss_fn, epochs=epochs, params=supernet.weight_parameters(), grad_clip=grad_clip,
         hooks=[arch_step, history], seed=seed, **sgd_cosine(lr, momentum, weight_decay, lr_min), **fit_kwargs)
     for entry in history.history:
-        entry["tau"] = gdas_tau(entry["epoch"], epochs, tau_max, tau_min)
+        entry["tau"] = arch_step.taus.get(entry["epoch"], supernet.tau)
     return OneShotResult(arch=supernet.derive(), supernet=supernet, history=history.history)
