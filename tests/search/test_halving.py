@@ -123,3 +123,26 @@ def test_a_trial_stopped_early_skips_its_test_pass_and_the_others_do_not():
     assert stopped.metrics["stopped"] == HALVED and "test_accuracy" not in stopped.metrics
     full = evaluator(arch, monitor=lambda point: None)
     assert full.metrics["epochs"] == 2 and full.metrics["test_accuracy"] > 0.3  # chance is 0.1
+
+
+def test_an_arch_too_slow_to_evaluate_in_its_trial_time_is_infeasible_before_training():
+    from archlab.data import load_dataset
+    from archlab.space import choice
+    from archlab.study import TrainingEvaluator
+    from archlab.train import TrainConfig
+
+    def build(arch):
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, arch["width"]), nn.ReLU(), nn.Linear(arch["width"], 10))
+
+    space = Space(build, width=choice([16]))
+    data = load_dataset("digits", seed=0)
+    arch = space.sample(0)
+    fast = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=30.0))(arch)
+    assert fast.state == "complete"
+    # the trial's slice made so short that one validation pass (estimated from the measured latency) overruns it
+    slice_s = fast.metrics["latency_ms"] / 1e3 * len(data.y_val) / TrainingEvaluator.BATCH_SPEEDUP
+    slow = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=slice_s))(arch)
+    assert slow.state == "infeasible" and slow.reason.startswith("too slow for its trial")
+    assert "epochs" not in slow.metrics and slow.metrics["latency_ms"] > 0  # measured, never trained

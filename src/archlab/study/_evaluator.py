@@ -132,6 +132,23 @@ class TrainingEvaluator:
         return {"params": count_params(model), "flops": count_flops(model, shape, input_dtype=dtype),
                 "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats, input_dtype=dtype)}
 
+    #: how many times faster per example a batched evaluation is than the batch-1 latency measured before training
+    #: (at least: about 3x for the small CNNs of a CPU search, measured on the textbook CNN)
+    BATCH_SPEEDUP = 3.0
+
+    def _too_slow(self, metrics: dict[str, Any], cfg: TrainConfig) -> str | None:
+        """Under a time fidelity, why an arch cannot be judged in its trial's time: its validation pass alone,
+        estimated from its measured batch-1 latency, would take more than half the trial (such an arch trained for
+        one step and then evaluated for minutes past its budget)."""
+        latency = metrics.get("latency_ms")
+        if cfg.max_seconds is None or not isinstance(latency, (int, float)):
+            return None
+        estimate = latency / 1e3 * len(self.data.y_val) / self.BATCH_SPEEDUP
+        if estimate <= 0.5 * cfg.max_seconds:
+            return None
+        return (f"too slow for its trial: one validation pass would take about {estimate:.0f} s "
+                f"({latency:.1f} ms an example at batch 1) of the trial's {cfg.max_seconds:.0f} s")
+
     def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool | None = None,
                  on_epoch: Monitor | None = None, init_weights: str | os.PathLike | None = None, *,
                  monitor: Monitor | None = None, seconds: float | None = None) -> EvalResult:
@@ -158,6 +175,10 @@ class TrainingEvaluator:
             if seconds is not None and cfg.max_seconds is not None:
                 left = seconds - (time.perf_counter() - start)
                 cfg = replace(cfg, max_seconds=max(0.5, min(cfg.max_seconds, left)))
+            too_slow = self._too_slow(metrics, cfg)
+            if too_slow:
+                metrics["cost_s"] = time.perf_counter() - start
+                return EvalResult("infeasible", metrics, reason=too_slow)
             d, full = self.train_data, self.data  # a training subset keeps the full validation and test splits
             # a monitor may ask for evaluations inside an epoch (successive halving's rungs: its ``eval_at``)
             result = train_model(model, d.x_train, d.y_train, full.x_val, full.y_val, cfg, on_epoch=on_epoch,
