@@ -131,10 +131,11 @@ def test_an_evaluator_that_does_not_measure_skips_the_costs_and_refuses_constrai
 def test_the_budget_counts_what_was_spent_before_the_run_and_skips_a_final_training_it_has_no_room_for(tmp_path):
     cfg = SearchConfig(data="digits", mixers=("pooling",), budget_s=20.0, epochs=1, final_epochs=5, seed=0,
                        warmstart="none", export_onnx=False)
-    # 19 s of the 20 s budget went before the call (a slow start-up): the search gets its minimum, one trial,
-    # and there is no time left to train the winner longer
+    # 19 s of the 20 s budget went before the call (a slow start-up): the search gets its minimum, a second of
+    # trials (one or two of these tiny ones, as fast as the machine is), and there is no time left to train the
+    # winner longer
     summary = run_search(cfg, tmp_path / "run", started=time.perf_counter() - 19.0, report=True)
-    assert summary["trials"]["completed"] == 1
+    assert 1 <= summary["trials"]["completed"] <= 3 and summary["search"]["elapsed_s"] < 5.0
     assert summary["final"]["state"] == "skipped" and summary["final"]["used"] is False
     assert "the budget is spent" in summary["final"]["reason"]
     assert summary["elapsed_s"] >= 19.0  # the run's clock started before the call
