@@ -22,14 +22,17 @@ from archlab.report.format import (
     format_percent,
     format_seconds,
 )
+from archlab.search import EARLY_STOPS
+from archlab.search.halving import HALVED
+from archlab.search.median_stopping import STOPPED
 
 __all__ = ["COLUMNS", "Cell", "best_block", "choices", "run_facts", "trial_rows", "trial_tally"]
 
 COLUMNS = ("trial", "state", "val acc", "test acc", "epochs", "params", "FLOPs", "latency", "cost", "reason",
            "arch")
 #: how a trial's training ended, as the ``epochs`` cell's tooltip says it
-STOPS = {"successive_halving": "stopped by successive halving at a rung",
-         "median_stopping": "stopped below the median of earlier curves",
+STOPS = {HALVED: "stopped by successive halving at a rung",
+         STOPPED: "stopped below the median of earlier curves",
          "max_seconds": "its time fidelity ran out", "epochs": "trained its full epochs",
          "steps": "trained its full steps", "early_stopping": "no validation gain for its patience"}
 ARCH_CELL_CHARS = 60
@@ -135,8 +138,7 @@ def _metric(trial: Mapping[str, Any], key: str, formatter: Callable[[Any], str])
 def _epochs_cell(trial: Mapping[str, Any]) -> Cell:
     """The fidelity a trial reached: its epochs, and in the tooltip why its training ended."""
     epochs, stopped = trial.get("epochs"), trial.get("stopped")
-    text = "" if epochs is None else str(epochs) + (" ✂" if stopped in ("successive_halving", "median_stopping")
-                                                    else "")
+    text = "" if epochs is None else str(epochs) + (" ✂" if stopped in EARLY_STOPS else "")
     return Cell(text, finite(epochs), "num", title=STOPS.get(str(stopped), stopped) if stopped else None)
 
 

@@ -31,9 +31,9 @@ from archlab.search._objectives import (
 )
 from archlab.search._pareto import hypervolume, pareto_mask
 from archlab.search.evolution import RegularizedEvolution
-from archlab.search.halving import SuccessiveHalving
+from archlab.search.halving import HALVED, SuccessiveHalving
 from archlab.search.local_search import LocalSearch
-from archlab.search.median_stopping import MedianStopping
+from archlab.search.median_stopping import STOPPED, MedianStopping
 from archlab.search.naswot import NaswotSearch
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
@@ -45,6 +45,7 @@ from archlab.space import Space
 __all__ = [
     "DEFAULT_STRATEGY",
     "DIRECTIONS",
+    "EARLY_STOPS",
     "LocalSearch",
     "NSGAII",
     "OBJECTIVES",
@@ -78,6 +79,8 @@ __all__ = [
 ]
 
 DEFAULT_STRATEGY = "rea"
+#: the ``stopped`` reasons of a trial that an early-stopping rule ended for being behind the others
+EARLY_STOPS = (HALVED, STOPPED)
 _STRATEGIES: dict[str, Callable[..., Strategy]] = {}
 
 

@@ -28,9 +28,7 @@ from archlab.data import Dataset
 from archlab.errors import UserError
 from archlab.export import load_weights
 from archlab.measure import count_flops, count_params, measure_latency
-from archlab.search import Constraint, resolve_constraints
-from archlab.search.halving import HALVED
-from archlab.search.median_stopping import STOPPED
+from archlab.search import EARLY_STOPS, Constraint, resolve_constraints
 from archlab.space import Arch, Space
 from archlab.train import TrainConfig, TrialFailed, eval_batch_size, evaluate, seed_everything, train_model
 
@@ -38,8 +36,6 @@ __all__ = ["EvalResult", "Evaluator", "TrainingEvaluator", "check_constraints", 
            "failure_reason"]
 
 Monitor = Callable[[dict[str, Any]], str | None]
-#: the ``stopped`` reasons of a trial ended for being behind the others: its test accuracy is not measured
-EARLY_STOPS = (HALVED, STOPPED)
 
 
 @dataclass

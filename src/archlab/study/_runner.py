@@ -35,6 +35,7 @@ from archlab.data import Dataset, load_dataset
 from archlab.errors import UserError
 from archlab.proxies import ProxyScorer
 from archlab.search import (
+    EARLY_STOPS,
     MedianStopping,
     Strategy,
     SuccessiveHalving,
@@ -221,9 +222,10 @@ def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: 
                     median_stopping=stopper, progress=progress, on_result=saver, resume=resume)
     # the run's clock: this session's time, and the searching of the sessions before it
     run_clock = started - max(0.0, result.elapsed_s - (time.perf_counter() - search_started))
-    summary = _summary(cfg, led, space, dataset, result, out)
+    trials = led.trials()
+    summary = _summary(cfg, led, trials, space, dataset, result, out)
     summary["strategy"] = strat.describe()  # what the strategy was, its warm start included
-    summary["choices"] = _choices(strat, stopper, led, result)
+    summary["choices"] = _choices(strat, stopper, trials, led.objectives, result)
     if training and result.best is not None and out is not None:
         assert dataset is not None
         _finalize(summary, cfg, space, dataset, evaluator, result, out, run_clock, emit)
@@ -315,18 +317,15 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
     return strategy
 
 
-def _choices(strategy: Strategy, stopper: Any, ledger: Ledger, result: SearchResult) -> dict[str, Any]:
-    """What the report says about how the search chose: the portfolio's trials, the early-stopping rule, and why
-    the winner won."""
-    rows = sorted(ledger.trials(), key=lambda r: r["number"])
-    by_arch: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row.get("arch") is not None:
-            by_arch.setdefault(json.dumps(row["arch"], sort_keys=True), row)
+def _choices(strategy: Strategy, stopper: Any, trials: Sequence[dict[str, Any]], objectives: Sequence[Any],
+             result: SearchResult) -> dict[str, Any]:
+    """What the report says about how the search chose (from the ledger's ``trials``): the portfolio's trials, the
+    early-stopping rule, and why the winner won."""
+    rows = sorted(trials, key=lambda r: r["number"])
     names: dict[int, str] = {}
     start = []
     for name, arch in strategy.portfolio:
-        row = by_arch.get(json.dumps(arch.to_dict(), sort_keys=True))
+        row = next((r for r in rows if r.get("arch") == arch.to_dict()), None)  # its first trial
         if row is None:
             continue  # the budget ended before it ran
         names[row["number"]] = name
@@ -338,13 +337,13 @@ def _choices(strategy: Strategy, stopper: Any, ledger: Ledger, result: SearchRes
             "median stopping: a trial below the median of earlier curves at the same progress stops"
             if isinstance(stopper, MedianStopping) else "none: every trial trained to its fidelity")
     done = [r for r in rows if r["state"] == "COMPLETE"]
-    cut = sum(1 for r in done if r.get("stopped") in ("successive_halving", "median_stopping"))
+    cut = sum(1 for r in done if r.get("stopped") in EARLY_STOPS)
     winner = None
     if result.best is not None:
         best = next((r for r in rows if r["number"] == result.best.number), {})
         origin = f"the portfolio's {names[result.best.number]}" if result.best.number in names else \
             f"proposed by {strategy.name}"
-        o = ledger.objectives[0]
+        o = objectives[0]
         value = result.best.metrics.get(o.metric)
         shown = f"{value:.2%}" if o.metric == "val_accuracy" and value is not None else f"{value}"
         winner = (f"trial {result.best.number} ({origin}) has the best {o.name} ({shown}) of {len(done)} completed "
@@ -378,9 +377,9 @@ class _BestSaver:
         write_json(ckpt / "search_best.json", {"arch": record.arch.to_dict(), "metrics": metrics})
 
 
-def _summary(cfg: SearchConfig, ledger: Ledger, space: Space, data: Dataset | None, result: SearchResult,
-             out: Path | None) -> dict[str, Any]:
-    rows = {t["number"]: t for t in ledger.trials()}
+def _summary(cfg: SearchConfig, ledger: Ledger, trials: Sequence[dict[str, Any]], space: Space,
+             data: Dataset | None, result: SearchResult, out: Path | None) -> dict[str, Any]:
+    rows = {t["number"]: t for t in trials}
     objectives = ledger.objectives
     summary: dict[str, Any] = {
         "run": {**cfg.to_dict(), "objectives": [o.name for o in objectives], "storage": ledger.url,

@@ -127,12 +127,10 @@ class _Classifier(Hook):
             # a forward pass of evaluation costs at most about half a training step's forward-backward-update
             per_sample = self.eval_per_sample or 0.5 * state.seconds / self.trained
             state.reserve_s = per_sample * self.eval_samples
-        if self.marks and self._progress(state) >= self.marks[0] and state.step % self.steps_per_epoch:
+        if self._passed_marks(state) and state.step % self.steps_per_epoch:
             # a point the monitor asked for (a successive-halving rung) falls inside this epoch: evaluate there, so
             # a slow arch is judged at the rung and not only at the end of its first long epoch
-            while self.marks and self._progress(state) >= self.marks[0]:
-                self.marks.pop(0)
-            return self._point(state, round(state.step / self.steps_per_epoch, 3))
+            return self._point(state)
         return None
 
     def _progress(self, state: FitState) -> float:
@@ -141,18 +139,25 @@ class _Classifier(Hook):
             progress = max(progress, (time.perf_counter() - self.start) / self.cfg.max_seconds)
         return progress
 
-    def on_epoch(self, state: FitState) -> str | None:
+    def _passed_marks(self, state: FitState) -> bool:
+        """Drop the asked points that progress has reached; whether there were any."""
+        passed = False
         while self.marks and self._progress(state) >= self.marks[0]:
             self.marks.pop(0)
+            passed = True
+        return passed
+
+    def on_epoch(self, state: FitState) -> str | None:
+        self._passed_marks(state)
         if self.curve and self.curve[-1]["step"] == state.step:
             return None  # the time fidelity cut the epoch right after a point asked inside it: no second evaluation
-        # a cut epoch (time fidelity) is counted by the steps it took
-        return self._point(state, state.epoch if state.step % self.steps_per_epoch == 0 else
-                           round(state.step / self.steps_per_epoch, 3))
+        return self._point(state)
 
-    def _point(self, state: FitState, epoch: float) -> str | None:
-        """Evaluate, record the curve point of ``epoch`` (fractional inside an epoch) and ask the monitor."""
+    def _point(self, state: FitState) -> str | None:
+        """Evaluate, record the curve point of this step and ask the monitor. Its ``epoch`` counts the steps taken
+        (fractional inside an epoch, and for an epoch cut by the time fidelity)."""
         cfg = self.cfg
+        epoch = state.epoch if state.step % self.steps_per_epoch == 0 else round(state.step / self.steps_per_epoch, 3)
         t0 = time.perf_counter()
         val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, eval_batch_size(cfg))
         self.eval_per_sample = (time.perf_counter() - t0) / max(1, len(self.x_val))
@@ -165,8 +170,7 @@ class _Classifier(Hook):
         # "progress": how far along the learning-rate schedule the epoch ended (0..1), the common clock on which
         # trials of different speeds under a time fidelity can be compared
         point = {"epoch": epoch, "step": state.step, "train_loss": self.running / max(1, self.seen),
-                 "val_loss": val_loss,
-                 "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
+                 "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "progress": min(1.0, progress)}
         self.curve.append(point)
         self.running, self.seen = 0.0, 0
         if val_acc > self.best_acc or (val_acc == self.best_acc and val_loss < self.best_loss):
