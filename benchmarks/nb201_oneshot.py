@@ -1,5 +1,6 @@
-"""Weight-sharing search on NAS-Bench-201: DARTS (first order) and GDAS on the ``nb201`` space's supernet with
-CIFAR-10, each derived cell looked up in the benchmark's table.
+"""Weight-sharing search on NAS-Bench-201: DARTS (first order), GDAS and SPOS on the ``nb201`` space's supernet
+with CIFAR-10, each derived cell looked up in the benchmark's table; for SPOS also Kendall's tau between the
+inherited-weight validation accuracy of ``--candidates`` random cells and their table test accuracy.
 
 The protocol of the NAS-Bench-201 paper's one-shot rows (Dong & Yang, ICLR 2020, §5: C=16, N=5, batch 64, SGD
 0.025 cosine to 0.001, momentum 0.9, weight decay 3e-4; architecture Adam 3e-4, betas (0.5, 0.999), weight
@@ -9,7 +10,11 @@ of archlab's 45,000-image CIFAR-10 training split and the architecture on the ot
 of 50 epochs. The derived cell (``argmax alpha`` per edge, ``none`` included) is looked up in the table for its
 CIFAR-10 test accuracy (200 epochs; published: DARTS-V1 54.30, GDAS 93.51 on CIFAR-10).
 
-    python benchmarks/nb201_oneshot.py --methods darts gdas --seconds 200 --device cuda --out results.json
+    python benchmarks/nb201_oneshot.py --methods darts gdas spos --seconds 200 --device cuda --out results.json
+
+SPOS trains on single uniformly sampled paths (weight decay 4e-5, the same SGD schedule) and then scores each
+candidate on up to ``--eval-images`` images of the architecture half in batches of 500, after recalculating its
+BatchNorm statistics on 20 training batches.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-PUBLISHED = {"darts": 54.30, "gdas": 93.51}  # NAS-Bench-201 paper, Table 5, CIFAR-10 test (%)
+PUBLISHED = {"darts": 54.30, "gdas": 93.51, "spos": None}  # NAS-Bench-201 paper, Table 5, CIFAR-10 test (%)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augment: bool = True):
@@ -47,11 +52,15 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augmen
 def main() -> None:
     from archlab.bench import load_nb201_table
     from archlab.data import load_dataset
-    from archlab.search.oneshot import darts, gdas
-    from archlab.space import create_space
+    from scipy.stats import kendalltau
+
+    from archlab.search.oneshot import darts, gdas, spos
+    from archlab.space import Arch, create_space
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["darts", "gdas"], choices=["darts", "gdas"])
+    ap.add_argument("--methods", nargs="+", default=["darts", "gdas"], choices=["darts", "gdas", "spos"])
+    ap.add_argument("--candidates", type=int, default=50, help="SPOS: random cells scored with inherited weights")
+    ap.add_argument("--eval-images", type=int, default=10000, help="SPOS: images of the arch half that score a cell")
     ap.add_argument("--seconds", type=float, default=200)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--C", type=int, default=16)
@@ -75,10 +84,8 @@ def main() -> None:
     else:
         data = load_dataset("cifar10", seed=args.seed)
         x, y = data.x_train, data.y_train
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
-    # the splits are ordered (by class, for CIFAR-10): halve a seeded shuffle, or each half misses classes
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))
+    # the splits are ordered (by class, for CIFAR-10): limit and halve a seeded shuffle, or a part misses classes
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))[:args.limit or len(y)]
     x, y = x[order], y[order]
     half = len(y) // 2
     dev = torch.device(args.device)
@@ -91,15 +98,31 @@ def main() -> None:
     for method in args.methods:
         supernet = space.supernet(method, seed=args.seed).to(dev)
         start = time.perf_counter()
-        run = darts if method == "darts" else gdas
-        result = run(space, batches(xw, yw, args.batch_size, args.seed), val, epochs=args.epochs,
-                     supernet=supernet, seed=args.seed, max_seconds=args.seconds, amp=False)
+        train = batches(xw, yw, args.batch_size, args.seed)
+        if method == "spos":
+            n = min(args.eval_images, len(ya))
+            scoring = [(xa[i:min(i + 500, n)], ya[i:min(i + 500, n)]) for i in range(0, n, 500)]
+            result = spos(space, train, scoring, epochs=args.epochs, num_candidates=args.candidates,
+                          supernet=supernet, seed=args.seed, max_seconds=args.seconds, amp=False)
+        else:
+            run = darts if method == "darts" else gdas
+            result = run(space, train, val, epochs=args.epochs, supernet=supernet, seed=args.seed,
+                         max_seconds=args.seconds, amp=False)
         cell = space.to_string(result.arch)
-        row = {"method": method, "seconds": time.perf_counter() - start, "epochs": len(result.history),
-               "cell": cell, "probabilities": supernet.probabilities(), "history": result.history,
+        row = {"method": method, "seed": args.seed, "seconds": time.perf_counter() - start,
+               "epochs": len(result.history), "cell": cell, "history": result.history,
                "published_test": PUBLISHED[method]}
+        if method != "spos":
+            row["probabilities"] = supernet.probabilities()
         if table is not None:
             row["table_test_accuracy"] = table.row(result.arch)["test_accuracy"]
+            if method == "spos" and result.history:
+                scored = result.history[-1]["candidates"]
+                inherited = [acc for _, acc in scored]
+                tested = [table.row(Arch.from_json(arch))["test_accuracy"]
+                          for arch, _ in scored]
+                row["kendall_tau"] = float(kendalltau(inherited, tested)[0])
+                row["candidate_table_test"] = tested
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("history", "probabilities")}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,17 @@ def test_extract_equals_the_single_path_in_train_and_eval_mode():
     assert (supernet(x, arch=archs[0]) - other(x)).abs().max() > 1e-3
 
 
+def test_extract_follows_the_supernets_device_and_dtype():
+    space = tiny_space()
+    supernet = space.supernet("spos", seed=0).double()
+    arch = space.sample(seed=3)
+    model = supernet.extract(arch)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    supernet.eval()
+    assert torch.allclose(model.eval()(x), supernet(x, arch=arch), atol=1e-12, rtol=0)
+
+
 def test_spos_forward_runs_the_set_path_and_training_touches_only_it():
     space = tiny_space()
     supernet = space.supernet("spos", seed=0)

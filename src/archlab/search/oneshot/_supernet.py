@@ -285,9 +285,12 @@ class Supernet(nn.Module):
 
     def extract(self, arch: Any) -> nn.Module:
         """``space.build(arch)`` with the supernet's weights of ``arch``'s single path (and its BatchNorm
-        statistics) loaded: its outputs equal ``supernet(x, arch=arch)``."""
+        statistics) loaded, on the supernet's device and in its dtype: its outputs equal ``supernet(x, arch=arch)``."""
         index = self._path_index(arch)
         model = self.space.build(self.space.validate(arch), **self._build_kwargs)
+        first = next(self.model.parameters(), None)
+        if first is not None:
+            model = model.to(device=first.device, dtype=first.dtype)
         state = {}
         for name, tensor in self.model.state_dict().items():
             mapped = _single_path_name(self.model, name, index)

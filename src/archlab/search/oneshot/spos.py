@@ -81,7 +81,9 @@ def spos(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 
         torch.manual_seed(seed)
     supernet = supernet if supernet is not None else space.supernet("spos", seed=seed)
     supernet.mode = "spos"
-    train, val = list(train), list(val)
+    if not callable(train):  # an epoch callable (``fit``'s other form) is called again for the BatchNorm batches
+        train = list(train)
+    val = list(val)
     rng = random.Random(seed)
 
     def evaluate_random_path() -> float:
@@ -93,7 +95,7 @@ def spos(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 
         **fit_kwargs)
     scored = []
     for arch in space.sample_distinct(num_candidates, seed=rng):
-        model = recalibrate_batchnorm(supernet.extract(arch), train)
+        model = recalibrate_batchnorm(supernet.extract(arch), train(0) if callable(train) else train)
         scored.append((accuracy(model, val), arch))
     best = max(scored, key=lambda pair: pair[0])[1]
     if history.history:
