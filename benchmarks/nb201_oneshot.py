@@ -50,10 +50,10 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augmen
 
 
 def main() -> None:
-    from archlab.bench import load_nb201_table
-    from archlab.data import load_dataset
     from scipy.stats import kendalltau
 
+    from archlab.bench import load_nb201_table
+    from archlab.data import load_dataset
     from archlab.search.oneshot import darts, gdas, spos
     from archlab.space import Arch, create_space
 

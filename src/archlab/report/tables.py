@@ -152,6 +152,8 @@ def choices(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append((f"portfolio: {p.get('name')}", f"trial {p.get('number')}: {format_percent(p.get('val_accuracy'))}"
                     f" validation after {p.get('epochs')} epochs" + (f" ({STOPS.get(str(p['stopped']), p['stopped'])})"
                                                                       if p.get("stopped") else "")))
+    if info.get("proposals"):
+        out.append(("proposals", str(info["proposals"])))
     if info.get("stopping"):
         out.append(("early stopping", str(info["stopping"])))
     if info.get("winner"):

@@ -51,6 +51,7 @@ class SearchConfig:
     train_subset: int | None = None  # 0: all; None: all of a small training split, 10,000 of a large one
     trial_timeout_s: float | None = None
     trial_memory_mb: float | None = None  # how much a trial may grow its process's address space (None: no limit)
+    max_memory_mb: float | None = None  # a one-shot strategy's supernet must be estimated to fit (None: no check)
     final_epochs: int = 40  # 0 = no final retraining
     final_fraction: float | None = None  # None: 0.25, or 0.6 when the search trains on a subset
     max_params: int | None = None
@@ -81,6 +82,8 @@ class SearchConfig:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
         if self.trial_memory_mb is not None and not (self.trial_memory_mb > 0 and math.isfinite(self.trial_memory_mb)):
             raise UserError(f"--trial-memory must be a positive number of megabytes, got {self.trial_memory_mb}")
+        if self.max_memory_mb is not None and not (self.max_memory_mb > 0 and math.isfinite(self.max_memory_mb)):
+            raise UserError(f"--max-memory must be a positive number of megabytes, got {self.max_memory_mb}")
         if self.executor not in EXECUTORS:
             raise UserError(f"unknown --executor {self.executor!r}; choose from {', '.join(EXECUTORS)}")
         if self.stopping not in STOPPINGS:

@@ -78,6 +78,7 @@ from archlab.study._loop import SearchResult, best_record, search
 __all__ = ["run_search", "tail_seconds"]
 
 Progress = Callable[[dict[str, Any]], None]
+ONESHOT_SHARE = 0.5  # of a timed search, for a one-shot strategy's supernet (the rest trains its proposals)
 
 
 def run_search(cfg: SearchConfig | None = None, out: str | os.PathLike | None = None, *,
@@ -294,6 +295,13 @@ def _make_strategy(name: str, cfg: SearchConfig, space: Space, data: Dataset | N
     (:meth:`Strategy.set_warmstart`) with ``cfg.warmstart == "proxies"`` in an accuracy-only training run."""
     # ranking candidates may take a tenth of the search's budget (a sequence model takes ~1 s to score), a
     # quarter for a strategy that searches by the proxies (robot, naswot: its pool is what it scores in time)
+    if getattr(strategy_class(name), "needs_training_data", False):  # a one-shot method trains a supernet
+        extra = {} if data is None else {
+            "data": (data.x_train, data.y_train), "batch_size": cfg.batch_size or 64, "epochs": cfg.epochs,
+            "seconds": ONESHOT_SHARE * cfg.search_budget_s if cfg.search_budget_s is not None else None,
+            "max_memory_mb": cfg.max_memory_mb}
+        return create_strategy(name, space, seed=cfg.seed, objectives=objectives, constraints=constraints,
+                               expected_trials=expected_trials, **extra)
     proxy_names = getattr(strategy_class(name), "proxy_names", None)
     share = 0.25 if proxy_names is not None else 0.1
     limit = share * cfg.search_budget_s if cfg.search_budget_s is not None else None
@@ -348,7 +356,9 @@ def _choices(strategy: Strategy, stopper: Any, trials: Sequence[dict[str, Any]],
         shown = f"{value:.2%}" if o.metric == "val_accuracy" and value is not None else f"{value}"
         winner = (f"trial {result.best.number} ({origin}) has the best {o.name} ({shown}) of {len(done)} completed "
                   f"trials, after {best.get('epochs')} epochs; {cut} of them were stopped early")
-    return {"portfolio": start, "stopping": rule, "winner": winner}
+    explain = getattr(strategy, "explain", None)
+    return {"portfolio": start, "stopping": rule, "winner": winner,
+            "proposals": explain() if callable(explain) else None}
 
 
 class _BestSaver:

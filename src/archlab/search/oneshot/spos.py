@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlab.errors import UserError
 from archlab.search.oneshot._common import (
     EpochHistory,
     LossFn,
@@ -32,7 +33,7 @@ from archlab.search.oneshot._common import (
 from archlab.search.oneshot._supernet import Supernet
 from archlab.train import FitState, Hook, fit
 
-__all__ = ["UniformPath", "recalibrate_batchnorm", "spos"]
+__all__ = ["UniformPath", "inherited_accuracy", "recalibrate_batchnorm", "spos", "spos_train"]
 
 
 class UniformPath(Hook):
@@ -69,20 +70,23 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], max_batches:
     return model
 
 
-def spos(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 50, num_candidates: int = 20,
-         lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 4e-5,
-         grad_clip: float | None = 5.0, loss_fn: LossFn = classification_loss, supernet: Supernet | None = None,
-         seed: int | None = 0, **fit_kwargs: Any) -> OneShotResult:
-    """Train a ``"spos"`` supernet of ``space`` on uniformly sampled paths, then return the best of
-    ``num_candidates`` distinct random archs by validation accuracy of its extracted model (BatchNorm recalculated
-    on the training batches). ``history``: per epoch, train loss / accuracy of the sampled paths and validation
-    accuracy of one random path; ``history[-1]["candidates"]``: every scored arch's validation accuracy."""
+def inherited_accuracy(supernet: Supernet, arch: Any, train: Any, val: Iterable[Any], bn_batches: int = 20) -> float:
+    """Validation accuracy of ``arch`` with the supernet's weights: its extracted network, BatchNorm statistics
+    recalculated on up to ``bn_batches`` of ``train`` (batches, or an epoch callable), evaluated on ``val``."""
+    model = recalibrate_batchnorm(supernet.extract(arch), train(0) if callable(train) else train, bn_batches)
+    return accuracy(model, val)
+
+
+def spos_train(space: Any, train: Any, val: Iterable[Any], *, epochs: int = 50, lr: float = 0.025,
+               lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 4e-5,
+               grad_clip: float | None = 5.0, loss_fn: LossFn = classification_loss, supernet: Supernet | None = None,
+               seed: int | None = 0, **fit_kwargs: Any) -> tuple[Supernet, list[dict[str, Any]]]:
+    """SPOS' supernet training alone: the trained ``"spos"`` supernet and its per-epoch history (train loss /
+    accuracy of the sampled paths, validation accuracy of one random path with the shared BatchNorm statistics)."""
     if seed is not None:
         torch.manual_seed(seed)
     supernet = supernet if supernet is not None else space.supernet("spos", seed=seed)
     supernet.mode = "spos"
-    if not callable(train):  # an epoch callable (``fit``'s other form) is called again for the BatchNorm batches
-        train = list(train)
     val = list(val)
     rng = random.Random(seed)
 
@@ -93,12 +97,28 @@ def spos(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 
     fit(supernet, train, loss_fn, epochs=epochs, params=supernet.weight_parameters(), grad_clip=grad_clip,
         hooks=[UniformPath(supernet, seed), history], seed=seed, **sgd_cosine(lr, momentum, weight_decay, lr_min),
         **fit_kwargs)
-    scored = []
-    for arch in space.sample_distinct(num_candidates, seed=rng):
-        model = recalibrate_batchnorm(supernet.extract(arch), train(0) if callable(train) else train)
-        scored.append((accuracy(model, val), arch))
+    return supernet, history.history
+
+
+def spos(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int = 50, num_candidates: int = 20,
+         loss_fn: LossFn = classification_loss, supernet: Supernet | None = None, seed: int | None = 0,
+         **kwargs: Any) -> OneShotResult:
+    """Train a ``"spos"`` supernet of ``space`` on uniformly sampled paths (:func:`spos_train`; ``kwargs`` go to
+    it), then return the best of ``num_candidates`` distinct random archs by validation accuracy of its extracted
+    model (:func:`inherited_accuracy`). ``history``: per epoch, as :func:`spos_train`'s;
+    ``history[-1]["candidates"]``: every scored arch's validation accuracy."""
+    if num_candidates < 1:
+        raise UserError(f"spos: num_candidates must be >= 1, got {num_candidates}")
+    if not callable(train):  # an epoch callable (``fit``'s other form) is called again for the BatchNorm batches
+        train = list(train)
+    val = list(val)
+    supernet, history = spos_train(space, train, val, epochs=epochs, loss_fn=loss_fn, supernet=supernet, seed=seed,
+                                   **kwargs)
+    rng = random.Random(seed)
+    scored = [(inherited_accuracy(supernet, arch, train, val), arch)
+              for arch in space.sample_distinct(num_candidates, seed=rng)]
     best = max(scored, key=lambda pair: pair[0])[1]
-    if history.history:
-        history.history[-1]["candidates"] = [(arch.to_json() if hasattr(arch, "to_json") else dict(arch), acc)
-                                             for acc, arch in scored]
-    return OneShotResult(arch=best, supernet=supernet, history=history.history)
+    if history:
+        history[-1]["candidates"] = [(arch.to_json() if hasattr(arch, "to_json") else dict(arch), acc)
+                                     for acc, arch in scored]
+    return OneShotResult(arch=best, supernet=supernet, history=history)
