@@ -94,7 +94,7 @@ def quick(n_trials, **kw):
                         export_onnx=False, warmstart="none", stopping="none", batch_size=64, seed=0, **kw)
 
 
-@pytest.mark.parametrize("method", ["darts", "spos"])
+@pytest.mark.parametrize("method", ["darts", "gdas", "sharpdarts", "sd-darts", "spos"])
 def test_a_one_shot_search_proposes_its_ranking_and_resumes_without_retraining(tmp_path, monkeypatch, method):
     out = tmp_path / method
     summary = run_search(quick(3, strategy=method), out, space=tiny_space(), report=False)

@@ -35,7 +35,7 @@ from archlab.search.halving import HALVED, SuccessiveHalving
 from archlab.search.local_search import LocalSearch
 from archlab.search.median_stopping import STOPPED, MedianStopping
 from archlab.search.naswot import NaswotSearch
-from archlab.search.oneshot.strategy import DartsSearch, GdasSearch, SposSearch
+from archlab.search.oneshot.strategy import DartsSearch, GdasSearch, SdDartsSearch, SharpDartsSearch, SposSearch
 from archlab.search.optuna_samplers import NSGAII, TPE, OptunaStrategy
 from archlab.search.random_search import RandomSearch
 from archlab.search.reinforce import Reinforce
@@ -98,7 +98,7 @@ def register_strategy(name: str, factory: Callable[..., Strategy] | None = None)
 
 
 for _cls in (RandomSearch, RegularizedEvolution, Reinforce, LocalSearch, SurrogateLocalSearch, TPE, NSGAII, RoBoT,
-             NaswotSearch, DartsSearch, GdasSearch, SposSearch):
+             NaswotSearch, DartsSearch, GdasSearch, SharpDartsSearch, SdDartsSearch, SposSearch):
     register_strategy(_cls.name, _cls)
 
 

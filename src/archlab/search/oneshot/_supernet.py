@@ -28,6 +28,7 @@ is typed ``Any`` here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -210,6 +211,9 @@ class Supernet(nn.Module):
             nn.Parameter(alpha_init * torch.randn(len(self._keys[p]), generator=gen)) for p in self.decisions)
         self._arch: Any = None
         self._last_sample: dict[str, int] = {}
+        #: how ``"darts"`` weighs the candidates: ``"softmax"`` (DARTS), or ``"max_w"`` (sharpDARTS' Max-W
+        #: weighting, ``1 - max(w) + w_i`` with ``w = softmax(alpha)`` and ``max(w)`` without gradient)
+        self.mix = "softmax"
 
     # -- parameters
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -264,6 +268,8 @@ class Supernet(nn.Module):
             c.path_index = self._arch
         elif self.mode == "darts":
             c.weights = {p: F.softmax(a, -1) for p, a in zip(self.decisions, self.alpha, strict=True)}
+            if self.mix == "max_w":
+                c.weights = {p: 1.0 - w.max().detach() + w for p, w in c.weights.items()}
         else:
             for p, a in zip(self.decisions, self.alpha, strict=True):
                 c.weights[p], c.sampled[p] = gumbel_softmax_hard(a, self.tau)
@@ -298,6 +304,17 @@ class Supernet(nn.Module):
                 state[mapped] = tensor.clone()
         model.load_state_dict(state, strict=True)
         return model
+
+    def snapshot(self) -> Supernet:
+        """A deep copy of the supernet (weights, ``alpha``, mode), without the last forward's mixing weights,
+        which are tensors of that forward's graph and cannot be copied."""
+        c = self._controller
+        saved = c.weights
+        c.weights = {}
+        try:
+            return copy.deepcopy(self)
+        finally:
+            c.weights = saved
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, decisions={self.decisions}"

@@ -91,10 +91,13 @@ def darts(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int =
           lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 3e-4,
           grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
           arch_weight_decay: float = 1e-3, loss_fn: LossFn = classification_loss, supernet: Supernet | None = None,
-          seed: int | None = 0, **fit_kwargs: Any) -> OneShotResult:
+          seed: int | None = 0, schedule: Any = None, train_loss_fn: LossFn | None = None,
+          **fit_kwargs: Any) -> OneShotResult:
     """Search ``space`` by DARTS: ``train`` and ``val`` are re-iterable ``(x, y)`` batches (the two halves of the
     training set in the paper); ``order`` is 1 (first order) or 2 (unrolled). Returns the derived arch, the
-    supernet, and per-epoch ``alpha`` and train / validation accuracy of the mixed supernet."""
+    supernet, and per-epoch ``alpha`` and train / validation accuracy of the mixed supernet. ``schedule``
+    (``schedule(base, progress) -> lr``) replaces the weights' cosine (sharpDARTS' cosine power annealing);
+    ``train_loss_fn`` the weights' loss (SD-DARTS' self-distillation), ``loss_fn`` staying the architecture's."""
     if order not in (1, 2):
         raise UserError(f"darts: order must be 1 or 2, got {order!r}")
     if seed is not None:
@@ -105,6 +108,10 @@ def darts(space: Any, train: Iterable[Any], val: Iterable[Any], *, epochs: int =
     step_class = ArchStep if order == 1 else UnrolledArchStep
     arch_step = step_class(supernet, val, loss_fn, arch_optimizer(supernet, arch_lr, arch_betas, arch_weight_decay))
     history = EpochHistory(supernet, lambda: accuracy(supernet, val))
-    fit(supernet, train, loss_fn, epochs=epochs, params=supernet.weight_parameters(), grad_clip=grad_clip,
-        hooks=[arch_step, history], seed=seed, **sgd_cosine(lr, momentum, weight_decay, lr_min), **fit_kwargs)
+    optim = sgd_cosine(lr, momentum, weight_decay, lr_min)
+    if schedule is not None:
+        optim["schedule"] = schedule
+    hooks = [arch_step, history, *fit_kwargs.pop("hooks", [])]
+    fit(supernet, train, train_loss_fn or loss_fn, epochs=epochs, params=supernet.weight_parameters(),
+        grad_clip=grad_clip, hooks=hooks, seed=seed, **optim, **fit_kwargs)
     return OneShotResult(arch=supernet.derive(), supernet=supernet, history=history.history)

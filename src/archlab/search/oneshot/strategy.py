@@ -1,4 +1,4 @@
-"""One-shot methods as search strategies: ``archlab search --strategy darts|gdas|spos``.
+"""One-shot methods as search strategies: ``archlab search --strategy darts|gdas|sharpdarts|sd-darts|spos``.
 
 A weight-sharing search is a strategy like any other: the search loop asks it for archs, the run's evaluator
 trains each at the trial fidelity, the ledger records them, and the best is trained further, exported and
@@ -6,7 +6,8 @@ reported as in every search. What the strategy proposes comes from a supernet it
 run's training split, for ``epochs`` (``archlab search`` passes the trials' ``--epochs``) or within its share of
 the search's time (``seconds``: half of a timed search), whichever ends first:
 
-- ``darts`` / ``gdas`` (:func:`~archlab.search.oneshot.darts`, :func:`~archlab.search.oneshot.gdas`): weights on
+- ``darts`` / ``gdas`` / ``sharpdarts`` / ``sd-darts`` (:func:`~archlab.search.oneshot.darts`, ``gdas``,
+  ``sharpdarts``, ``sd_darts``): weights on
   one half of the training split, architecture parameters on the other; the proposals are the derived arch
   (argmax alpha per decision) and then the archs of highest probability under softmax(alpha).
 - ``spos`` (:func:`~archlab.search.oneshot.spos`; Guo et al., ECCV 2020): uniform single-path training on one
@@ -39,10 +40,12 @@ from archlab.search.evolution import RegularizedEvolution
 from archlab.search.oneshot.darts import darts
 from archlab.search.oneshot.gdas import gdas
 from archlab.search.oneshot.memory import MB, MemoryEstimate, estimate_training_memory
+from archlab.search.oneshot.sd_darts import sd_darts
+from archlab.search.oneshot.sharpdarts import sharpdarts
 from archlab.search.oneshot.spos import inherited_accuracy, spos_train
 from archlab.space import Arch, Space
 
-__all__ = ["DartsSearch", "GdasSearch", "OneShotSearch", "SposSearch"]
+__all__ = ["DartsSearch", "GdasSearch", "OneShotSearch", "SdDartsSearch", "SharpDartsSearch", "SposSearch"]
 
 
 def _epoch_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
@@ -185,7 +188,7 @@ class OneShotSearch(Strategy):
 class _Differentiable(OneShotSearch):
     def train_and_rank(self) -> list[Arch]:
         train, val = self._split()
-        run = darts if self.mode == "darts" else gdas
+        run = {"darts": darts, "gdas": gdas, "sharpdarts": sharpdarts, "sd-darts": sd_darts}[self.name]
         result = run(self.space, train, val, epochs=self.epochs, seed=self.seed, **self._fit_kwargs())
         self.info.update(epochs_trained=len(result.history),
                          final_val_accuracy=result.history[-1]["val_accuracy"] if result.history else None)
@@ -235,6 +238,18 @@ class GdasSearch(_Differentiable):
     name = "gdas"
     mode = "gdas"
     ranking_rule = DartsSearch.ranking_rule
+
+
+class SharpDartsSearch(_Differentiable):
+    name = "sharpdarts"
+    mode = "darts"
+    ranking_rule = DartsSearch.ranking_rule + " (Max-W weighting, cosine power annealing)"
+
+
+class SdDartsSearch(_Differentiable):
+    name = "sd-darts"
+    mode = "darts"
+    ranking_rule = DartsSearch.ranking_rule + " (weights trained with self-distillation from earlier snapshots)"
 
 
 class SposSearch(OneShotSearch):

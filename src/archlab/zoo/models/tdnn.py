@@ -19,9 +19,9 @@ large kernel times a learned transform, ``k53`` for 5 -> 3 and ``k31`` for 3 -> 
 narrower ``catconv``. :meth:`DynamicTDNN.extract_subnet` copies the active weights into a static network of that
 size whose outputs equal the supernet's under the same setting.
 
-Not implemented: the paper's progressive supernet training schedule, its MLP accuracy predictor, latency table
-and evolutionary search (``ArchCoder``, ``AccuracyPredictor``, ``TDNNLatency`` of the reference);
-:meth:`DynamicTDNN.sample_active` draws a random subnet, the building block of such a schedule.
+The paper's search (progressive supernet training, the ``ArchCoder`` encoding, the MLP accuracy predictor and the
+evolutionary search under a MACs budget) is :mod:`archlab.search.oneshot.efficient_tdnn`; its latency table
+(``TDNNLatency``) is not implemented. :meth:`DynamicTDNN.sample_active` draws a random subnet.
 """
 
 from __future__ import annotations

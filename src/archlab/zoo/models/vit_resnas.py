@@ -14,8 +14,9 @@ Channels beyond those widths are multiplied by zero and LayerNorms normalise ove
 every example computes exactly what the narrower network of :meth:`ViTResNAS.extract_subnet` computes, and
 the gradient of the batch is the sum of the sub-networks' gradients.
 
-Not implemented here: the distillation token (``distill_token=False`` in the reference's terms), layer
-dropping (``layer`` channel-drop), channel "rewiring" during warm-up and the evolutionary search itself.
+The search (training with several sub-networks per batch, evolution under MACs) is
+:mod:`archlab.search.oneshot.vit_resnas`. Not implemented: the distillation token (``distill_token=False`` in the
+reference's terms), layer dropping (``layer`` channel-drop) and channel "rewiring" during warm-up.
 """
 
 from __future__ import annotations
