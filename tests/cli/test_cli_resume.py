@@ -33,9 +33,12 @@ def _archlab(*args: str) -> subprocess.CompletedProcess:
 def interrupted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A search stopped by SIGINT after its second finished trial."""
     run = tmp_path_factory.mktemp("sigint") / "run"
+    # the child takes Ctrl-C's default action even when pytest itself runs with SIGINT ignored (a background job of
+    # a non-interactive shell), which the child would otherwise inherit
     proc = subprocess.Popen([sys.executable, "-m", "archlab.cli", "search", "--trials", "200", *ARGS,
                              "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while completed_trials(run / "ledger.db") < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
