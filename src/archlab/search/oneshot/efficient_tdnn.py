@@ -149,25 +149,22 @@ def subnet_accuracy(subnets: TDNNSubnets, s: Subnet, train: Iterable[Any], val: 
                     bn_batches: int = 10) -> float:
     """Validation accuracy of subnet ``s`` with the supernet's weights (a static copy, BatchNorm recalculated on
     up to ``bn_batches`` training batches; the supernet is left as it was)."""
-    active = subnets.supernet.config
-    subnets.activate(s)
-    model = subnets.supernet.extract_subnet()
-    _restore(subnets.supernet, active)
-    return accuracy(recalibrate_batchnorm(model, train, bn_batches), val)
+    return accuracy(recalibrate_batchnorm(_extract(subnets, s), train, bn_batches), val)
 
 
 def subnet_macs(subnets: TDNNSubnets, s: Subnet, frames: int) -> int:
     """Multiply-accumulates of one forward of subnet ``s`` on ``frames`` frames (FLOPs / 2)."""
-    active = subnets.supernet.config
+    return count_flops(_extract(subnets, s), (subnets.supernet.in_feats, frames)) // 2
+
+
+def _extract(subnets: TDNNSubnets, s: Subnet) -> DynamicTDNN:
+    """The static network of subnet ``s``; the supernet's active subnet is restored afterwards."""
+    depth, widths, kernels, cat = subnets.supernet.config
     subnets.activate(s)
-    model = subnets.supernet.extract_subnet()
-    _restore(subnets.supernet, active)
-    return count_flops(model, (subnets.supernet.in_feats, frames)) // 2
-
-
-def _restore(supernet: DynamicTDNN, config: tuple[int, list[int], list[int], int]) -> None:
-    depth, widths, kernels, cat = config
-    supernet.set_active(depth, widths, kernels, cat)
+    try:
+        return subnets.supernet.extract_subnet()
+    finally:
+        subnets.supernet.set_active(depth, widths, kernels, cat)
 
 
 class AccuracyPredictor(nn.Module):

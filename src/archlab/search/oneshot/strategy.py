@@ -82,7 +82,7 @@ class OneShotSearch(Strategy):
         if seconds is not None and not seconds > 0:
             raise UserError(f"{self.name}: seconds must be > 0, got {seconds}")
         try:
-            space.supernet(self.mode, seed=seed)  # a space that does not compile fails here, before any training
+            compiled = space.supernet(self.mode, seed=seed)  # a space that does not compile fails here
         except SpaceError as e:
             raise UserError(f"--strategy {self.name}: {e}") from None
         self.data, self.seconds, self.epochs = data, seconds, epochs
@@ -93,13 +93,13 @@ class OneShotSearch(Strategy):
         self._steps_per_epoch: int | None = None
         self.memory: MemoryEstimate | None = None
         if data is not None:
-            self.memory = self.check_memory()
+            self.memory = self.check_memory(compiled)
 
     # -- memory
-    def check_memory(self) -> MemoryEstimate:
-        """The supernet's estimated training memory; a :class:`UserError` when it exceeds ``max_memory_mb``."""
+    def check_memory(self, supernet: Any) -> MemoryEstimate:
+        """``supernet``'s estimated training memory (its weights are not touched; a SPOS supernet's single path is
+        set); a :class:`UserError` when it exceeds ``max_memory_mb``."""
         assert self.data is not None
-        supernet = self.space.supernet(self.mode, seed=self.seed)
         rng = random.Random(self.seed)
         # the largest of several paths: a single path (spos) or a Gumbel draw (gdas) varies in size
         paths = [{}] if self.mode == "darts" else [{}] * 8 if self.mode == "gdas" else \
