@@ -66,6 +66,7 @@ def mismatched_folder(root: Path) -> Path:
         (lambda t: ["--strategy", "darts", "--space", "nb201", "--max-memory", "1"],
          ["--strategy darts", "over --max-memory 1 MB"]),
         (lambda t: ["--max-memory", "-1"], ["--max-memory must be a positive number"]),
+        (lambda t: ["--precision", "fp8"], ["unknown --precision 'fp8'", "fp32, bf16, auto"]),
         (lambda t: ["--space", "metaformer", "--data", "associative-recall"],
          ["the metaformer space does not fit the data 'associative-recall'", "does not take vocab_size"]),
     ],

@@ -156,6 +156,8 @@ def choices(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("proposals", str(info["proposals"])))
     if info.get("stopping"):
         out.append(("early stopping", str(info["stopping"])))
+    if info.get("precision"):
+        out.append(("training precision", str(info["precision"])))
     if info.get("winner"):
         out.append(("why the winner won", str(info["winner"])))
     return out

@@ -74,6 +74,7 @@ from archlab.study._folder import (
 from archlab.study._ledger import Ledger
 from archlab.study._lock import LOCK_FILE, RunLock
 from archlab.study._loop import SearchResult, best_record, search
+from archlab.train import describe_precision
 
 __all__ = ["run_search", "tail_seconds"]
 
@@ -227,6 +228,7 @@ def _run_search(cfg: SearchConfig | None, out: str | os.PathLike | None, locks: 
     summary = _summary(cfg, led, trials, space, dataset, result, out)
     summary["strategy"] = strat.describe()  # what the strategy was, its warm start included
     summary["choices"] = _choices(strat, stopper, trials, led.objectives, result)
+    summary["choices"]["precision"] = describe_precision(cfg.precision, "cpu", dataset.input_shape) if dataset else None
     if training and result.best is not None and out is not None:
         assert dataset is not None
         _finalize(summary, cfg, space, dataset, evaluator, result, out, run_clock, emit)

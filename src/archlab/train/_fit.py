@@ -218,7 +218,8 @@ def fit(model: nn.Module, batches: Iterable[Any] | Callable[[Any], Any],
     optimizer (its groups' rates are the bases of the schedule); by default fused AdamW (:func:`make_adamw`)
     with ``lr``, ``weight_decay`` and ``betas``. ``grad_clip``: clip the gradients' global norm to it.
     ``device``: move the model there first (default: where its parameters are). ``amp``: autocast the forward
-    pass to bfloat16 on a GPU (default: on for CUDA; ignored on the CPU). ``seed``: :func:`seed_everything`
+    pass to bfloat16 (default: on for CUDA, off on the CPU, where it pays only with native bfloat16: see
+    :mod:`archlab.train._precision`). ``seed``: :func:`seed_everything`
     first. ``hooks``: :class:`Hook` objects (or one). ``log_every``: the curve's step interval (default: 50
     points over ``steps``, else every 10th step).
 
@@ -233,7 +234,7 @@ def fit(model: nn.Module, batches: Iterable[Any] | Callable[[Any], Any],
         model.to(device)
     dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()),
                                                                torch.device("cpu"))
-    use_amp = (dev.type == "cuda") if amp is None else (amp and dev.type == "cuda")
+    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
     params = list(model.parameters() if params is None else params)
     if not params:
         raise UserError("fit: there is no parameter to train")
@@ -272,7 +273,7 @@ def fit(model: nn.Module, batches: Iterable[Any] | Callable[[Any], Any],
         state.batch = batch = _to_device(batch, dev)
         for method in before:
             method(state)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+        with torch.autocast(dev.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
             loss, logs = _split_loss(loss_fn(model, batch))
         value = loss.item()
         if not math.isfinite(value):

@@ -19,6 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.train._fit import FitState, Hook, TrialFailed, fit, make_adamw, seed_everything
+from archlab.train._precision import (
+    autocast,
+    channels_last_batches,
+    channels_last_works,
+    check_precision,
+    resolve_precision,
+    to_contiguous,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "TrialFailed", "eval_batch_size", "evaluate", "make_adamw", "seed_everything",
            "train_model"]
@@ -38,6 +46,12 @@ class TrainConfig:
     augment_flip: bool = False  # random left-right mirroring (only for data whose labels survive it)
     grad_clip: float | None = 5.0
     seed: int = 0
+    #: "fp32", "bf16" (bfloat16 autocast, channels-last convolutions) or "auto" (bf16 where the device computes
+    #: it natively); see :mod:`archlab.train._precision`
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,13 +74,18 @@ def eval_batch_size(config: TrainConfig) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``x``/``y`` in eval mode."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+             precision: str = "fp32") -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``x``/``y`` in eval mode; the forward pass in ``precision``
+    (the loss in float32)."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
+    cast = autocast(precision, x.device)
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
+        with cast:
+            logits = model(x[i:i + batch_size])
+        logits = logits.float()
         total_loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
         correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
     model.train(was_training)
@@ -106,6 +125,7 @@ class _Classifier(Hook):
                  total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None, eval_after: int = 0,
                  steps_per_epoch: int = 1, eval_at: Sequence[float] = ()) -> None:
         self.model, self.x_val, self.y_val, self.cfg = model, x_val, y_val, cfg
+        self.precision = resolve_precision(cfg.precision, x_val.device, tuple(x_val.shape[1:]))
         self.total_steps, self.user_on_epoch = total_steps, on_epoch
         self.steps_per_epoch = steps_per_epoch
         self.marks = sorted(float(m) for m in eval_at if 0.0 < float(m) < 1.0)  # mid-epoch evaluations
@@ -159,7 +179,7 @@ class _Classifier(Hook):
         cfg = self.cfg
         epoch = state.epoch if state.step % self.steps_per_epoch == 0 else round(state.step / self.steps_per_epoch, 3)
         t0 = time.perf_counter()
-        val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, eval_batch_size(cfg))
+        val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, eval_batch_size(cfg), self.precision)
         self.eval_per_sample = (time.perf_counter() - t0) / max(1, len(self.x_val))
         if cfg.max_seconds is not None:
             state.reserve_s = self.eval_per_sample * self.eval_samples
@@ -199,8 +219,14 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
 
     Under a time fidelity (``config.max_seconds``) the run ends on time with its last validation included, and
     with time left to evaluate ``eval_after`` more samples (a test split the caller scores next).
+
+    ``config.precision`` "bf16" (or "auto" where it resolves to it) trains and validates under bfloat16 autocast,
+    with channels-last activations when the model has 2-D convolutions and runs on them; the model is returned
+    in the contiguous format, its weights in float32.
     """
     cfg = config
+    precision = resolve_precision(cfg.precision, x_train.device, tuple(x_train.shape[1:]))
+    channels_last = precision == "bf16" and channels_last_works(model, x_train[:2])
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
     clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch, eval_after, steps_per_epoch,
@@ -216,10 +242,17 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(m(batch[0]), batch[1], label_smoothing=cfg.label_smoothing)
 
-    # amp off: a classifier trains in full precision on every device, as it always has
-    result = fit(model, epoch_batches, loss_fn, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                 max_seconds=cfg.max_seconds, time_limit_s=cfg.time_limit_s, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                 grad_clip=cfg.grad_clip, hooks=[clf], amp=False, seed=cfg.seed)
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return channels_last_batches(epoch_batches(epoch)) if channels_last else epoch_batches(epoch)
+
+    try:
+        result = fit(model, batches, loss_fn, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                     max_seconds=cfg.max_seconds, time_limit_s=cfg.time_limit_s, lr=cfg.lr,
+                     weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, hooks=[clf], amp=precision == "bf16",
+                     seed=cfg.seed)
+    finally:
+        if channels_last:
+            to_contiguous(model)
     if clf.best_state is not None:
         model.load_state_dict(clf.best_state)
     return TrainResult(val_accuracy=clf.best_acc, val_loss=clf.best_loss,
