@@ -1,6 +1,7 @@
 """The ``archlab`` command: one typer app, one module per command group.
 
 ``archlab search`` (:mod:`archlab.cli.search`), ``archlab export`` (:mod:`archlab.cli.export`), ``archlab
+compress`` (:mod:`archlab.cli.compress`), ``archlab
 report`` (:mod:`archlab.cli.report`), ``archlab zoo list|profile`` (:mod:`archlab.cli.zoo`), ``archlab bench
 nb201`` (:mod:`archlab.cli.bench`) and ``archlab proxies`` (:mod:`archlab.cli.proxies`) register
 themselves on :data:`app`. The commands only parse options, call the library and print; the work (searching,
@@ -12,7 +13,7 @@ interrupted. Domain imports happen inside the commands so that ``archlab --help`
 """
 
 # The command groups register themselves on ``app`` when imported; the order here is the order of ``--help``.
-from archlab.cli import search, export, report, zoo, bench, proxies  # noqa: E402, F401, I001
+from archlab.cli import search, export, compress, report, zoo, bench, proxies  # noqa: E402, F401, I001
 from archlab.cli._app import app, flag_help, main
 
 flag_help(app)

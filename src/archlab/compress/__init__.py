@@ -1,7 +1,14 @@
-"""archlab.compress: making a trained network cheaper to run.
+"""archlab.compress: making a trained network cheaper to run (``archlab compress`` on a run: :mod:`._run`).
 
 - :mod:`archlab.compress.mohawk`: cross-architecture distillation of an attention language model into a
   Mamba-2 (SSD) one, MOHAWK's three stages.
+- :mod:`archlab.compress.maestro`: trainable low-rank decomposition with ordered dropout (Maestro), and the SVD
+  truncation baseline.
+- :mod:`archlab.compress.quantize`: INT8 post-training quantisation (dynamic, static QDQ, per-layer mixed
+  precision) and quantisation-aware training, through ONNX Runtime.
+- :mod:`archlab.compress.nvit`: NViT's global structural pruning of a ViT (Hessian-aware group saliency, latency
+  table, distillation), and uniform pruning as the baseline.
+- :mod:`archlab.compress.n2n`: N2N's two-stage reinforcement-learned compression (layer removal, shrinkage).
 """
 
 from archlab.compress.mohawk import (
