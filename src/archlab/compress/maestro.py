@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import FitState, Hook, fit
+from archlab.train import FitState, Hook, fit, shuffled_batches
 
 __all__ = ["DEFAULT_LASSO", "MaestroLinear", "MaestroResult", "decompose", "group_lasso", "maestro_layers",
            "set_fraction", "svd_truncate", "train_maestro"]
@@ -236,13 +236,6 @@ def train_maestro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs:
     if loss not in ("cross_entropy", "mse"):
         raise UserError(f"train_maestro: loss must be cross_entropy or mse, got {loss!r}")
     rng = random.Random(seed)
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield x[idx], y[idx]
 
     def sample() -> tuple[MaestroLinear, float]:
         # uniform over all (layer, width) pairs: a layer with more components is drawn more often
@@ -272,6 +265,7 @@ def train_maestro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs:
         return task + distil + lasso * reg, {"task": task.item(), "sampled": distil.item()}
 
     steps_per_epoch = math.ceil(len(x) / batch_size)
+    batches = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     result = fit(model, batches, loss_fn, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr,
                  weight_decay=weight_decay, hooks=[_Shrinking(layers, shrink_threshold)], seed=seed, amp=False)
     set_fraction(model, 1.0)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import evaluate, fit
+from archlab.train import evaluate, fit, shuffled_batches
 
 __all__ = ["SHRINK_LOOKUP", "LayerSpec", "N2NResult", "RemovalPolicy", "ShrinkPolicy", "SpecNet", "describe",
            "inherit_weights", "n2n_stage", "reward"]
@@ -269,14 +269,7 @@ def n2n_stage(stage: str, teacher: SpecNet, student: SpecNet, x: torch.Tensor, y
 def _distil(student: nn.Module, x: torch.Tensor, targets: torch.Tensor, epochs: int, batch_size: int,
             seed: int) -> None:
     """The reference's teacher-student training: MSE between the child's and the teacher's logits."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(_: int):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield x[idx], targets[idx]
-
+    batches = shuffled_batches(x, targets, batch_size=batch_size, seed=seed)
     fit(student, batches, lambda m, b: F.mse_loss(m(b[0]), b[1]), epochs=epochs,
         steps_per_epoch=math.ceil(len(x) / batch_size),
         optimizer=lambda p: torch.optim.Adam(p, lr=5e-4, weight_decay=5e-4), warmup=0.0,

@@ -29,7 +29,7 @@ Gumbel-softmax (τ = 0.8, straight-through), inference takes the argmax.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import fit
+from archlab.train import fit, shuffled_batches
 
 __all__ = ["ACM", "AdaptiveComputationMLP", "acm_modules", "acmize", "distill_learners", "drop_teachers",
            "end_to_end", "ffn_cost", "gate_labels", "set_mode", "train_gates"]
@@ -208,18 +208,6 @@ def ffn_cost(model: nn.Module) -> float:
     return float(torch.stack([c.float() for c in costs]).mean())
 
 
-def _batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int, seed: int
-             ) -> Callable[[int], Iterator[Any]]:
-    gen = torch.Generator().manual_seed(seed)
-
-    def epoch(_: int) -> Iterator[Any]:
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield (x[idx], y[idx]) if y is not None else (x[idx],)
-    return epoch
-
-
 def _module_phase(model: nn.Module, x: torch.Tensor, mode: str, params: list[nn.Parameter], epochs: int,
                   batch_size: int, lr: float, seed: int) -> float:
     set_mode(model, mode)
@@ -231,7 +219,7 @@ def _module_phase(model: nn.Module, x: torch.Tensor, mode: str, params: list[nn.
 
     was = model.training
     model.train()
-    result = fit(model, _batches(x, None, batch_size, seed), loss_fn, epochs=epochs,
+    result = fit(model, shuffled_batches(x, batch_size=batch_size, seed=seed), loss_fn, epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), params=params,
                  optimizer=lambda p: torch.optim.Adam(p, lr=lr), seed=seed, amp=False)
     model.train(was)
@@ -272,7 +260,7 @@ def end_to_end(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target_cos
     params = [p for p in model.parameters() if p.requires_grad]
     was = model.training
     model.train()
-    result = fit(model, _batches(x, y, batch_size, seed), loss_fn, epochs=epochs,
+    result = fit(model, shuffled_batches(x, y, batch_size=batch_size, seed=seed), loss_fn, epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), params=params,
                  optimizer=lambda p: torch.optim.Adam(p, lr=lr), seed=seed, amp=False)
     model.train(was)

@@ -17,14 +17,13 @@ Paper: Mahmud et al., "A Converting Autoencoder Toward Low-latency and Energy-ef
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import fit
+from archlab.train import fit, shuffled_batches
 
 __all__ = ["BranchyNet", "CBNet", "ConvertingAutoencoder", "easy_mask", "entropy", "finetune_classifier",
            "train_branchy", "train_converter"]
@@ -107,18 +106,6 @@ class CBNet(nn.Module):
         return self.classifier(self.autoencoder(x))
 
 
-def _batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    n = len(tensors[0])
-
-    def epoch(_: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            yield tuple(t[idx] for t in tensors)
-    return epoch
-
-
 def train_branchy(model: BranchyNet, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, batch_size: int = 64,
                   lr: float = 3e-3, seed: int = 0) -> float:
     """BranchyNet's joint training: the sum of both exits' cross-entropies."""
@@ -126,7 +113,7 @@ def train_branchy(model: BranchyNet, x: torch.Tensor, y: torch.Tensor, *, epochs
         early, final = m.forward_both(b[0])
         return F.cross_entropy(early, b[1]) + F.cross_entropy(final, b[1])
 
-    result = fit(model, _batches((x, y), batch_size, seed), loss_fn, epochs=epochs,
+    result = fit(model, shuffled_batches(x, y, batch_size=batch_size, seed=seed), loss_fn, epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), lr=lr, seed=seed, amp=False)
     model.eval()
     return result.loss
@@ -159,7 +146,7 @@ def train_converter(autoencoder: ConvertingAutoencoder, x: torch.Tensor, y: torc
             target[rows] = x[pool[torch.randint(0, len(pool), (len(rows),), generator=gen)]]
         return F.mse_loss(m(xb), target)
 
-    result = fit(autoencoder, _batches((x, y), batch_size, seed), loss_fn, epochs=epochs,
+    result = fit(autoencoder, shuffled_batches(x, y, batch_size=batch_size, seed=seed), loss_fn, epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), lr=lr, seed=seed, amp=False)
     autoencoder.eval()
     return result.loss
@@ -171,7 +158,7 @@ def finetune_classifier(cbnet: CBNet, x: torch.Tensor, y: torch.Tensor, *, epoch
     cbnet.autoencoder.eval().requires_grad_(False)
     with torch.no_grad():
         converted = torch.cat([cbnet.autoencoder(x[i:i + 512]) for i in range(0, len(x), 512)])
-    result = fit(cbnet.classifier, _batches((converted, y), batch_size, seed),
+    result = fit(cbnet.classifier, shuffled_batches(converted, y, batch_size=batch_size, seed=seed),
                  lambda m, b: F.cross_entropy(m(b[0]), b[1]), epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), lr=lr, seed=seed, amp=False)
     cbnet.eval()

@@ -19,14 +19,13 @@ new ``β``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import fit
+from archlab.train import fit, shuffled_batches
 from archlab.zoo.models.vit import VisionTransformer
 
 __all__ = ["GatingFunction", "MultiExitViT", "exit_qualities", "exit_weighted_loss", "gate_targets", "gated_accuracy",
@@ -138,14 +137,7 @@ def train_gate(model: MultiExitViT, x: torch.Tensor, targets: torch.Tensor, *, e
     with torch.no_grad():
         model.eval()
         tokens = torch.cat([model.embed(x[i:i + 512]) for i in range(0, len(x), 512)])
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(_: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(tokens), generator=gen)
-        for i in range(0, len(tokens), batch_size):
-            idx = perm[i:i + batch_size]
-            yield tokens[idx], targets[idx]
-
+    batches = shuffled_batches(tokens, targets, batch_size=batch_size, seed=seed)
     result = fit(model.gate, batches, lambda g, b: F.cross_entropy(g(b[0]), b[1]), epochs=epochs,
                  steps_per_epoch=math.ceil(len(tokens) / batch_size), lr=lr, weight_decay=0.0, seed=seed, amp=False)
     return result.loss
@@ -155,15 +147,8 @@ def train_multi_exit(model: MultiExitViT, x: torch.Tensor, y: torch.Tensor, *, e
                      batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> float:
     """Step 1: the backbone and every exit head trained on :func:`exit_weighted_loss` (AdamW, warm-up + cosine);
     the gate is not trained here. Returns the last loss."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(_: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield x[idx], y[idx]
-
     params = [p for name, p in model.named_parameters() if not name.startswith("gate.")]
+    batches = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     result = fit(model, batches, lambda m, b: exit_weighted_loss(m.forward_exits(b[0]), b[1]), epochs=epochs,
                  steps_per_epoch=math.ceil(len(x) / batch_size), params=params, lr=lr, seed=seed, amp=False)
     model.eval()

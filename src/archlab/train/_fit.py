@@ -31,7 +31,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,8 @@ from torch import nn
 
 from archlab.errors import UserError
 
-__all__ = ["FitResult", "FitState", "Hook", "TrialFailed", "fit", "make_adamw", "seed_everything", "warmup_cosine"]
+__all__ = ["FitResult", "FitState", "Hook", "TrialFailed", "fit", "make_adamw", "seed_everything", "shuffled_batches",
+           "warmup_cosine"]
 
 
 class TrialFailed(RuntimeError):
@@ -347,3 +348,20 @@ def _result(state: FitState, curve: list[dict[str, float]], stopped: str, epochs
         curve.append(state.point)
     return FitResult(steps=state.step, epochs=epochs, seconds=state.elapsed(), stopped=stopped, loss=state.loss,
                      curve=curve)
+
+
+def shuffled_batches(*tensors: torch.Tensor, batch_size: int, seed: int = 0
+                     ) -> Callable[[int], Iterator[tuple[torch.Tensor, ...]]]:
+    """``batches(epoch)`` for :func:`fit`: every epoch a fresh permutation of the tensors' rows (one generator
+    seeded with ``seed``), cut into mini-batches of ``batch_size``; each batch a tuple of the tensors' rows."""
+    if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+        raise UserError("shuffled_batches: needs tensors with the same number of rows")
+    gen = torch.Generator().manual_seed(seed)
+    n = len(tensors[0])
+
+    def epoch(_: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            yield tuple(t[idx] for t in tensors)
+    return epoch

@@ -19,7 +19,7 @@ with ``(λc, λae, λ1, λ2) = (20, 1, 1, 1)``: the third term pulls every proto
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
-from archlab.train import fit
+from archlab.train import fit, shuffled_batches
 from archlab.zoo._registry import register_model
 
 __all__ = ["LAMBDAS", "PrototypeNet", "PrototypeOutput", "protonet_mnist", "prototype_loss", "train_protonet"]
@@ -131,17 +131,10 @@ def train_protonet(model: PrototypeNet, x: torch.Tensor, y: torch.Tensor, *, epo
                    max_seconds: float | None = None) -> float:
     """Train on images ``x`` in [0, 1] with :func:`prototype_loss` (Adam, the reference's lr and batch) through
     :func:`archlab.train.fit`; returns the last loss."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield x[idx], y[idx]
-
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         return prototype_loss(m, m.forward_all(batch[0]), batch[0], batch[1], lambdas)
 
+    batches = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     result = fit(model, batches, loss_fn, epochs=epochs, steps_per_epoch=math.ceil(len(x) / batch_size),
                  max_seconds=max_seconds, optimizer=lambda p: torch.optim.Adam(p, lr=lr), warmup=0.0,
                  schedule=lambda base, progress: base, seed=seed, amp=False)
