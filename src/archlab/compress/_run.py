@@ -177,7 +177,7 @@ def compress_run(run_dir: str | os.PathLike, method: str, out_dir: str | os.Path
     epochs = settings.epochs if settings.epochs is not None else DEFAULT_EPOCHS.get(method, 0)
     out.mkdir(parents=True)
     try:
-        result = _compress(model, method, out, run_dir, data, info, shape, epochs, best.num_classes, settings, say)
+        result = _compress(model, method, out, run_dir, data, info, shape, epochs, head, settings, say)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # a failed or interrupted compression leaves no half folder
         raise
@@ -187,7 +187,7 @@ def compress_run(run_dir: str | os.PathLike, method: str, out_dir: str | os.Path
 
 
 def _compress(model: nn.Module, method: str, out: Path, run_dir: Path, data: Any, info: dict[str, Any],
-              shape: tuple[int, ...], epochs: int, num_classes: int, settings: CompressSettings,
+              shape: tuple[int, ...], epochs: int, head: tuple[str, ...], settings: CompressSettings,
               say: Callable[[str], None]) -> dict[str, Any]:
     from archlab.export import save_weights
 
@@ -200,7 +200,7 @@ def _compress(model: nn.Module, method: str, out: Path, run_dir: Path, data: Any
         target = out / "model.onnx"
         say(f"compressing: {method}")
         torch_changed, structure = _apply(method, model, float_onnx, target, data, info, epochs, settings,
-                                          _head(model, num_classes))
+                                          head)
         say("measuring the compressed model")
         after = _measure(model, target, data, info, torch_changed=torch_changed)
         if not torch_changed:

@@ -249,7 +249,6 @@ def train_maestro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs:
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         xb, yb = batch
-        set_fraction(m, 1.0)
         full = m(xb)
         layer, p = sample()
         layer.p = p
@@ -265,6 +264,7 @@ def train_maestro(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs:
         return task + distil + lasso * reg, {"task": task.item(), "sampled": distil.item()}
 
     steps_per_epoch = math.ceil(len(x) / batch_size)
+    set_fraction(model, 1.0)  # the full pass; the sampled pass sets one layer's fraction and puts it back
     batches = shuffled_batches(x, y, batch_size=batch_size, seed=seed)
     result = fit(model, batches, loss_fn, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr,
                  weight_decay=weight_decay, hooks=[_Shrinking(layers, shrink_threshold)], seed=seed, amp=False)

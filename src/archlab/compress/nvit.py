@@ -30,7 +30,6 @@ import copy
 import itertools
 import math
 import statistics
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.errors import UserError
+from archlab.measure import measure_latency
 from archlab.train import FitState, Hook, fit
 from archlab.train.distill import soft_target_kl
 from archlab.zoo.models.vit import VisionTransformer
@@ -62,10 +62,10 @@ class Masks:
         return cls([[True] * b.attn.num_heads for b in vit.blocks],
                    [[True] * (b.mlp.fc1.out_features // group_size) for b in vit.blocks], group_size)
 
-    def groups(self) -> list[tuple[str, int, int]]:
-        """Every group still kept: ``(kind, block, index)``."""
-        return ([("head", b, h) for b, row in enumerate(self.heads) for h, k in enumerate(row) if k]
-                + [("mlp", b, g) for b, row in enumerate(self.mlp) for g, k in enumerate(row) if k])
+    def groups(self, kept: bool = True) -> list[tuple[str, int, int]]:
+        """Every group still kept (or, with ``kept=False``, every pruned one): ``(kind, block, index)``."""
+        return ([("head", b, h) for b, row in enumerate(self.heads) for h, k in enumerate(row) if k == kept]
+                + [("mlp", b, g) for b, row in enumerate(self.mlp) for g, k in enumerate(row) if k == kept])
 
     def shape(self, block: int) -> tuple[int, int]:
         """(heads, MLP units) kept in ``block``."""
@@ -100,20 +100,11 @@ def _group_params(vit: VisionTransformer, kind: str, block: int, index: int, gro
 @torch.no_grad()
 def apply_masks(vit: VisionTransformer, masks: Masks, grads: bool = False) -> None:
     """Zero the weights (or, with ``grads``, the gradients) of every pruned group."""
-    for b, row in enumerate(masks.heads):
-        for h, keep in enumerate(row):
-            if not keep:
-                for p, idx in _group_params(vit, "head", b, h, masks.group_size):
-                    t = p.grad if grads else p
-                    if t is not None:
-                        t[idx] = 0
-    for b, row in enumerate(masks.mlp):
-        for g, keep in enumerate(row):
-            if not keep:
-                for p, idx in _group_params(vit, "mlp", b, g, masks.group_size):
-                    t = p.grad if grads else p
-                    if t is not None:
-                        t[idx] = 0
+    for key in masks.groups(kept=False):
+        for p, idx in _group_params(vit, *key, masks.group_size):
+            t = p.grad if grads else p
+            if t is not None:
+                t[idx] = 0
 
 
 class GroupSaliency:
@@ -228,24 +219,17 @@ class LatencyTable:
         self.head_dim, self.group_size = blk.attn.head_dim, group_size
         self.tokens, self.batch_size = vit.patch_embed.num_patches + 1, batch_size
         self.table: dict[tuple[int, int], float] = {}
-        x = torch.randn(batch_size, self.tokens, self.dim)
-        threads, was_training = torch.get_num_threads(), vit.training
-        torch.set_num_threads(1)
-        try:
-            for h, m in itertools.product(range(self.heads + 1), range(0, self.hidden + 1, group_size)):
-                masks = Masks([[i < h for i in range(self.heads)]], [[g < m // group_size
-                                                                       for g in range(self.hidden // group_size)]],
-                              group_size)
-                one = copy.deepcopy(vit)
-                one.blocks = nn.Sequential(blk)
-                block = materialize(one, masks).blocks[0].eval()
-                self.table[(h, m)] = _time(block, x, repeats)
-            full = self.table[(self.heads, self.hidden)]
-            self.rest = max(0.0, _time(vit.eval(), torch.randn(batch_size, vit.in_chans, *vit.img_size), repeats)
-                            - full * len(vit.blocks))
-        finally:
-            torch.set_num_threads(threads)
-            vit.train(was_training)
+        one = copy.deepcopy(vit)  # a one-block network to prune (materialize copies it, never changes it)
+        one.blocks = nn.Sequential(blk)
+        for h, m in itertools.product(range(self.heads + 1), range(0, self.hidden + 1, group_size)):
+            masks = Masks([[i < h for i in range(self.heads)]], [[g < m // group_size
+                                                                   for g in range(self.hidden // group_size)]],
+                          group_size)
+            block = materialize(one, masks).blocks[0]
+            self.table[(h, m)] = measure_latency(block, (self.tokens, self.dim), batch_size, repeats, warmup=3)
+        full = self.table[(self.heads, self.hidden)]
+        self.rest = max(0.0, measure_latency(vit, (vit.in_chans, *vit.img_size), batch_size, repeats, warmup=3)
+                        - full * len(vit.blocks))
 
     def block(self, heads: int, units: int) -> float:
         return self.table[(heads, units)]
@@ -259,17 +243,6 @@ class LatencyTable:
         after = (h - 1, m) if kind == "head" else (h, m - self.group_size)
         return self.block(h, m) - self.block(*after)
 
-
-def _time(module: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    with torch.inference_mode():
-        for _ in range(3):
-            module(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            module(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 @torch.no_grad()

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from archlab.errors import UserError
 
-__all__ = ["PRECISIONS", "autocast", "check_precision", "channels_last_works", "describe_precision",
-           "native_bf16", "resolve_precision",
-           "to_channels_last", "to_contiguous"]
+__all__ = ["PRECISIONS", "autocast", "check_precision", "channels_last_works", "describe_precision", "native_bf16",
+           "resolve_precision", "to_channels_last", "to_contiguous"]
 
 #: "fp32": full precision; "bf16": bfloat16 autocast; "auto": bf16 on CUDA, and on a CPU with native bfloat16 for
 #: images of at least AUTO_MIN_SIDE pixels a side
@@ -67,7 +65,8 @@ def describe_precision(precision: str, device: torch.device | str, input_shape: 
         return f"{what} (asked: {precision})"
     kind = torch.device(device).type
     why = ("CUDA" if kind == "cuda" else
-           "this CPU computes bfloat16 natively and the inputs are images of >= 16 pixels a side" if chosen == "bf16"
+           f"this CPU computes bfloat16 natively and the inputs are images of >= {AUTO_MIN_SIDE} pixels a side"
+           if chosen == "bf16"
            else "this CPU has no native bfloat16" if kind == "cpu" and not native_bf16()
            else "bfloat16 does not pay on inputs this small or not images")
     return f"{what} (auto: {why})"
@@ -114,8 +113,3 @@ def to_contiguous(model: nn.Module) -> nn.Module:
     """Back to the default (contiguous) format, in place: safetensors and ONNX export want contiguous weights."""
     return model.to(memory_format=torch.contiguous_format)
 
-
-def channels_last_batches(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
-                          ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for x, y in batches:
-        yield x.contiguous(memory_format=torch.channels_last), y

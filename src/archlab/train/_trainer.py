@@ -19,14 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.train._fit import FitState, Hook, TrialFailed, fit, make_adamw, seed_everything
-from archlab.train._precision import (
-    autocast,
-    channels_last_batches,
-    channels_last_works,
-    check_precision,
-    resolve_precision,
-    to_contiguous,
-)
+from archlab.train._precision import autocast, channels_last_works, check_precision, resolve_precision, to_contiguous
 
 __all__ = ["TrainConfig", "TrainResult", "TrialFailed", "eval_batch_size", "evaluate", "make_adamw", "seed_everything",
            "train_model"]
@@ -123,9 +116,9 @@ class _Classifier(Hook):
 
     def __init__(self, model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, cfg: TrainConfig,
                  total_steps: int, on_epoch: Callable[[dict[str, float]], Any] | None, eval_after: int = 0,
-                 steps_per_epoch: int = 1, eval_at: Sequence[float] = ()) -> None:
+                 steps_per_epoch: int = 1, eval_at: Sequence[float] = (), precision: str = "fp32") -> None:
         self.model, self.x_val, self.y_val, self.cfg = model, x_val, y_val, cfg
-        self.precision = resolve_precision(cfg.precision, x_val.device, tuple(x_val.shape[1:]))
+        self.precision = precision  # resolved: "fp32" or "bf16"
         self.total_steps, self.user_on_epoch = total_steps, on_epoch
         self.steps_per_epoch = steps_per_epoch
         self.marks = sorted(float(m) for m in eval_at if 0.0 < float(m) < 1.0)  # mid-epoch evaluations
@@ -230,23 +223,21 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, 
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
     clf = _Classifier(model, x_val, y_val, cfg, steps_per_epoch * cfg.epochs, on_epoch, eval_after, steps_per_epoch,
-                      eval_at)
+                      eval_at, precision)
 
     def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(x_train), generator=gen)
         for i in range(0, len(x_train), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             xb = _shift(x_train[idx], cfg.augment_shift, gen)
-            yield (_flip(xb, gen) if cfg.augment_flip else xb), y_train[idx]
+            xb = _flip(xb, gen) if cfg.augment_flip else xb
+            yield (xb.contiguous(memory_format=torch.channels_last) if channels_last else xb), y_train[idx]
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(m(batch[0]), batch[1], label_smoothing=cfg.label_smoothing)
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return channels_last_batches(epoch_batches(epoch)) if channels_last else epoch_batches(epoch)
-
     try:
-        result = fit(model, batches, loss_fn, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+        result = fit(model, epoch_batches, loss_fn, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
                      max_seconds=cfg.max_seconds, time_limit_s=cfg.time_limit_s, lr=cfg.lr,
                      weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, hooks=[clf], amp=precision == "bf16",
                      seed=cfg.seed)
