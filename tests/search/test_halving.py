@@ -126,23 +126,39 @@ def test_a_trial_stopped_early_skips_its_test_pass_and_the_others_do_not():
 
 
 def test_an_arch_too_slow_to_evaluate_in_its_trial_time_is_infeasible_before_training():
+    import time
+
+    import torch
+    from torch import nn
+
     from archlab.data import load_dataset
     from archlab.space import choice
     from archlab.study import TrainingEvaluator
     from archlab.train import TrainConfig
 
-    def build(arch):
-        from torch import nn
+    class Slow(nn.Module):
+        """Costs ``ms`` milliseconds an example at any batch size (as an attention-heavy arch nearly does): its
+        batch-1 latency says nothing about a batched validation pass being faster."""
 
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, arch["width"]), nn.ReLU(), nn.Linear(arch["width"], 10))
+        def __init__(self, ms: float) -> None:
+            super().__init__()
+            self.ms, self.fc = ms, nn.Linear(64, 10)
 
-    space = Space(build, width=choice([16]))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(self.ms / 1e3 * len(x))
+            return self.fc(x.flatten(1))
+
+    space = Space(lambda arch: Slow(arch["ms"]), ms=choice([0.0, 2.0]))
     data = load_dataset("digits", seed=0)
-    arch = space.sample(0)
-    fast = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=30.0))(arch)
-    assert fast.state == "complete"
-    # the trial's slice made so short that one validation pass (estimated from the measured latency) overruns it
-    slice_s = fast.metrics["latency_ms"] / 1e3 * len(data.y_val) / TrainingEvaluator.BATCH_SPEEDUP
-    slow = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=slice_s))(arch)
-    assert slow.state == "infeasible" and slow.reason.startswith("too slow for its trial")
-    assert "epochs" not in slow.metrics and slow.metrics["latency_ms"] > 0  # measured, never trained
+    fast, slow = space.from_params({"ms": 0.0}), space.from_params({"ms": 2.0})
+    pass_s = 2.0 / 1e3 * len(data.y_val)  # the slow arch's validation pass
+    trial_s = 1.5 * pass_s  # the pass is two thirds of the trial: more than the half it may take
+    done = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=trial_s))(fast)
+    assert done.state == "complete"
+    started = time.perf_counter()
+    refused = TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=trial_s))(slow)
+    assert refused.state == "infeasible" and refused.reason.startswith("too slow for its trial"), refused.reason
+    assert "epochs" not in refused.metrics and refused.metrics["latency_ms"] > 0  # measured, never trained
+    assert time.perf_counter() - started < 0.5 * pass_s + 5.0  # judged from one batch, not a whole pass
+    # with room for its passes the same arch trains
+    assert TrainingEvaluator(space, data, TrainConfig(epochs=1, max_seconds=8 * pass_s))(slow).state == "complete"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from archlab.data import Dataset
@@ -31,6 +32,7 @@ from archlab.measure import count_flops, count_params, measure_latency
 from archlab.search import EARLY_STOPS, Constraint, resolve_constraints
 from archlab.space import Arch, Space
 from archlab.train import TrainConfig, TrialFailed, eval_batch_size, evaluate, seed_everything, train_model
+from archlab.train._precision import autocast, resolve_precision
 
 __all__ = ["EvalResult", "Evaluator", "TrainingEvaluator", "check_constraints", "evaluator_factory",
            "failure_reason"]
@@ -128,22 +130,40 @@ class TrainingEvaluator:
         return {"params": count_params(model), "flops": count_flops(model, shape, input_dtype=dtype),
                 "latency_ms": measure_latency(model, shape, repeats=self.latency_repeats, input_dtype=dtype)}
 
-    #: how many times faster per example a batched evaluation is than the batch-1 latency measured before training
-    #: (at least: about 3x for the small CNNs of a CPU search, measured on the textbook CNN)
-    BATCH_SPEEDUP = 3.0
+    #: examples in the timed forward pass that estimates an arch's validation pass
+    PROBE_BATCH = 64
 
-    def _too_slow(self, metrics: dict[str, Any], cfg: TrainConfig) -> str | None:
+    def _eval_seconds(self, model: nn.Module, cfg: TrainConfig) -> float:
+        """The seconds one validation pass of ``model`` takes, from a timed batched forward in the trial's
+        precision (the batch-1 latency is no guide: batching speeds a small CNN up ~3x an example and an
+        attention-heavy arch ~1.3x, so a guess from it let such an arch evaluate for minutes past its trial)."""
+        x = self.data.x_val
+        n = min(self.PROBE_BATCH, len(x))
+        precision = resolve_precision(cfg.precision, x.device, tuple(x.shape[1:]))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), autocast(precision, x.device):
+                model(x[:2])  # warm-up: the first call allocates
+                t = time.perf_counter()
+                model(x[:n])
+                per_example = (time.perf_counter() - t) / n
+        finally:
+            model.train(was_training)
+        return per_example * len(x)
+
+    def _too_slow(self, model: nn.Module, cfg: TrainConfig) -> str | None:
         """Under a time fidelity, why an arch cannot be judged in its trial's time: its validation pass alone,
-        estimated from its measured batch-1 latency, would take more than half the trial (such an arch trained for
-        one step and then evaluated for minutes past its budget)."""
-        latency = metrics.get("latency_ms")
-        if cfg.max_seconds is None or not isinstance(latency, (int, float)):
+        timed on a batch, would take more than half the trial (such an arch trained for one step and then
+        evaluated for minutes past its budget)."""
+        if cfg.max_seconds is None:
             return None
-        estimate = latency / 1e3 * len(self.data.y_val) / self.BATCH_SPEEDUP
+        estimate = self._eval_seconds(model, cfg)
         if estimate <= 0.5 * cfg.max_seconds:
             return None
         return (f"too slow for its trial: one validation pass would take about {estimate:.0f} s "
-                f"({latency:.1f} ms an example at batch 1) of the trial's {cfg.max_seconds:.0f} s")
+                f"({estimate / len(self.data.y_val) * 1e3:.1f} ms an example, batched) of the trial's "
+                f"{cfg.max_seconds:.0f} s")
 
     def __call__(self, arch: Arch, config: TrainConfig | None = None, keep_model: bool | None = None,
                  on_epoch: Monitor | None = None, init_weights: str | os.PathLike | None = None, *,
@@ -171,7 +191,7 @@ class TrainingEvaluator:
             if seconds is not None and cfg.max_seconds is not None:
                 left = seconds - (time.perf_counter() - start)
                 cfg = replace(cfg, max_seconds=max(0.5, min(cfg.max_seconds, left)))
-            too_slow = self._too_slow(metrics, cfg)
+            too_slow = self._too_slow(model, cfg)
             if too_slow:
                 metrics["cost_s"] = time.perf_counter() - start
                 return EvalResult("infeasible", metrics, reason=too_slow)
