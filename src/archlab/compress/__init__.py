@@ -9,6 +9,8 @@
 - :mod:`archlab.compress.nvit`: NViT's global structural pruning of a ViT (Hessian-aware group saliency, latency
   table, distillation), and uniform pruning as the baseline.
 - :mod:`archlab.compress.n2n`: N2N's two-stage reinforcement-learned compression (layer removal, shrinkage).
+- :mod:`archlab.compress.mmmamba`: mmMamba's Mamba-2 layers seeded from a multimodal decoder's attention, its three
+  distillation stages and hybrids.
 """
 
 from archlab.compress.mohawk import (
