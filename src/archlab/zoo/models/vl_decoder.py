@@ -1,8 +1,8 @@
 """A tiny decoder-only vision-language model: image patches and text tokens in one causal transformer.
 
 The teacher family of mmMamba (Liao et al., "Multimodal Mamba: Decoder-only Multimodal State Space Model via
-Quadratic to Linear Distillation", arXiv 2502.13145, 2025), whose teacher HoVLE has no separate vision encoder: the image is cut
-into patches, each patch linearly embedded (with a learned position), and the sequence ``[patches, text]`` goes
+Quadratic to Linear Distillation", arXiv 2502.13145, 2025), whose teacher HoVLE has no separate vision encoder: the
+image is cut into patches, each patch linearly embedded (with a learned position), and the sequence ``[patches, text]`` goes
 through one stack of causal decoder layers; the language-model head reads the text positions. Here the layers are
 :class:`~archlab.zoo.models.sequence.SequenceLayer`\\ s of :class:`~archlab.zoo.mixers.causal_attention
 .CausalSelfAttention` (RoPE over the whole sequence), so :mod:`archlab.compress.mmmamba` can swap their mixers.
