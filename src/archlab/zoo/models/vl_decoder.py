@@ -2,10 +2,11 @@
 
 The teacher family of mmMamba (Liao et al., "Multimodal Mamba: Decoder-only Multimodal State Space Model via
 Quadratic to Linear Distillation", arXiv 2502.13145, 2025), whose teacher HoVLE has no separate vision encoder: the
-image is cut into patches, each patch linearly embedded (with a learned position), and the sequence ``[patches, text]`` goes
-through one stack of causal decoder layers; the language-model head reads the text positions. Here the layers are
-:class:`~archlab.zoo.models.sequence.SequenceLayer`\\ s of :class:`~archlab.zoo.mixers.causal_attention
-.CausalSelfAttention` (RoPE over the whole sequence), so :mod:`archlab.compress.mmmamba` can swap their mixers.
+image is cut into patches, each patch linearly embedded (with a learned position), and the sequence
+``[patches, text]`` goes through one stack of causal decoder layers; the language-model head reads the text
+positions. Here the layers are :class:`~archlab.zoo.models.sequence.SequenceLayer`\\ s of
+:class:`~archlab.zoo.mixers.causal_attention.CausalSelfAttention` (RoPE over the whole sequence), so
+:mod:`archlab.compress.mmmamba` can swap their mixers.
 
 :func:`caption_task` makes the small image-to-text task the tests and benchmarks use: an image of a digit, the
 caption its English name spelt in characters ("seven" + end of sequence), accuracy the exact match of the greedy
