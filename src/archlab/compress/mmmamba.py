@@ -50,20 +50,19 @@ import copy
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.compress.mohawk import knowledge_distillation_loss
+from archlab.compress.mohawk import MohawkResult, StageProgress, knowledge_distillation_loss
 from archlab.errors import UserError
-from archlab.train import FitState, Hook, TrialFailed, fit
+from archlab.train import TrialFailed, fit
 from archlab.zoo.layers.causal_conv import causal_conv_with_history
 from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import ssd_chunked
 
-__all__ = ["MSE_FACTOR", "STAGES", "MMMambaResult", "SeededMamba2", "causal_linear_attention", "convert",
+__all__ = ["MSE_FACTOR", "STAGES", "SeededMamba2", "causal_linear_attention", "convert",
            "hybrid_layers", "mmmamba_distill", "seed_from_attention"]
 
 STAGES = ("attention_output", "hidden_state", "end_to_end")
@@ -243,23 +242,6 @@ def stage_loss(stage: str, teacher: nn.Module, student: nn.Module, batch: Sequen
     return total
 
 
-@dataclass
-class MMMambaResult:
-    """Steps, seconds and the loss curve (``(step, loss)``) of each stage run."""
-
-    steps: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-
-
-class _Report(Hook):
-    def __init__(self, stage: str, callback: Callable[[str, int, float], None]) -> None:
-        self.stage, self.callback = stage, callback
-
-    def on_step(self, state: FitState) -> None:
-        self.callback(self.stage, state.step, state.loss)
-
-
 def _stage_params(stage: str, student: nn.Module) -> list[nn.Parameter]:
     layers = _distilled(student)
     if stage == "end_to_end":
@@ -275,7 +257,7 @@ def mmmamba_distill(teacher: nn.Module, student: nn.Module, batches: Callable[[i
                     temperature: float = 1.0,
                     task_loss: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor] | None = None,
                     weight_decay: float = 0.05, grad_clip: float = 1.0,
-                    on_step: Callable[[str, int, float], None] | None = None) -> MMMambaResult:
+                    on_step: Callable[[str, int, float], None] | None = None) -> MohawkResult:
     """Distil ``teacher`` into ``student`` (from :func:`convert`) in place, stages 1-3 for ``steps[0..2]`` steps.
 
     ``batches(step)`` returns one batch: the models' inputs, then (with ``task_loss``) the targets; stage 3 adds
@@ -300,7 +282,7 @@ def mmmamba_distill(teacher: nn.Module, student: nn.Module, batches: Callable[[i
     student_grad = [p.requires_grad for p in student.parameters()]
     teacher.eval()
     teacher.requires_grad_(False)
-    result = MMMambaResult()
+    result = MohawkResult()
     counter = itertools.count()
     try:
         for stage, n, rate in zip(STAGES, steps, rates, strict=True):
@@ -310,7 +292,7 @@ def mmmamba_distill(teacher: nn.Module, student: nn.Module, batches: Callable[[i
             def loss_fn(model: nn.Module, batch: Sequence[torch.Tensor], stage: str = stage) -> torch.Tensor:
                 return stage_loss(stage, teacher, model, batch, temperature=temperature, task_loss=task_loss)
 
-            hooks = [_Report(stage, on_step)] if on_step is not None else []
+            hooks = [StageProgress(stage, on_step)] if on_step is not None else []
             trained = {id(p) for p in _stage_params(stage, student)}
             for p in student.parameters():  # the frozen ones get no gradient (none is carried into a later stage)
                 p.requires_grad_(id(p) in trained)

@@ -40,8 +40,9 @@ from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import DiscreteMamba2
 from archlab.zoo.models.sequence import SequenceModel
 
-__all__ = ["STAGES", "MohawkResult", "distilled_layers", "hidden_state_alignment_loss", "knowledge_distillation_loss",
-           "matrix_orientation_loss", "mohawk_distill", "teacher_hidden_states", "transfer_weights"]
+__all__ = ["STAGES", "MohawkResult", "StageProgress", "distilled_layers", "hidden_state_alignment_loss",
+           "knowledge_distillation_loss", "matrix_orientation_loss", "mohawk_distill", "teacher_hidden_states",
+           "transfer_weights"]
 
 STAGES = ("matrix_orientation", "hidden_state_alignment", "knowledge_distillation")
 
@@ -164,14 +165,17 @@ def _stage_loss(stage: str, teacher: SequenceModel, student: SequenceModel, ids:
 
 @dataclass
 class MohawkResult:
-    """Steps, seconds and loss curve (``(step, loss)`` every ``log_every`` steps and the last) of each stage."""
+    """Steps, seconds and loss curve (``(step, loss)`` every ``log_every`` steps and the last) of each stage (also
+    what :func:`archlab.compress.mmmamba.mmmamba_distill` returns)."""
 
     steps: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
-class _Report(Hook):
+class StageProgress(Hook):
+    """Reports ``(stage, step, loss)`` after every step of a staged distillation."""
+
     def __init__(self, stage: str, callback: Callable[[str, int, float], None]) -> None:
         self.stage, self.callback = stage, callback
 
@@ -221,7 +225,7 @@ def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Call
             def loss_fn(model: nn.Module, ids: torch.Tensor, stage: str = stage) -> torch.Tensor:
                 return _stage_loss(stage, teacher, model, ids)
 
-            hooks = [_Report(stage, on_step)] if on_step is not None else []
+            hooks = [StageProgress(stage, on_step)] if on_step is not None else []
             try:
                 # amp off: the stages' losses are compared against each other in full precision
                 fitted = fit(student, lambda progress: batches(next(counter)), loss_fn, steps=n, params=params,

@@ -50,12 +50,13 @@ from torch import nn
 
 from archlab.errors import UserError
 from archlab.train import fit, shuffled_batches
+from archlab.zoo.models.vl_decoder import DIGIT_NAMES, patchify
 
 __all__ = ["BOS", "CLASS_NAMES", "EOS", "PAD", "VOCAB", "DecoderLayer", "EncoderLayer", "MuEOutput", "MuETransformer",
            "decode_tokens", "digits_captions", "exact_match", "layer_similarity", "layerwise_loss", "patchify",
            "sweep", "train_mue"]
 
-CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CLASS_NAMES = DIGIT_NAMES
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = ("<pad>", "<bos>", "<eos>", *sorted(set("".join(CLASS_NAMES))))
 _CHAR_ID = {c: i for i, c in enumerate(VOCAB)}
@@ -368,16 +369,6 @@ def train_mue(model: MuETransformer, src: torch.Tensor, tgt_in: torch.Tensor, tg
                  epochs=epochs, steps_per_epoch=math.ceil(len(src) / batch_size), lr=lr, seed=seed, amp=False)
     model.eval()
     return result.loss
-
-
-def patchify(images: torch.Tensor, patch: int = 2) -> torch.Tensor:
-    """``(B, C, H, W)`` images to ``(B, (H/p)·(W/p), C·p·p)`` non-overlapping patches, row-major."""
-    if images.ndim != 4 or images.shape[2] % patch or images.shape[3] % patch:
-        raise UserError(f"patchify: need (B, C, H, W) images with H and W divisible by {patch}, "
-                        f"got {tuple(images.shape)}")
-    b, c = images.shape[:2]
-    p = images.unfold(2, patch, patch).unfold(3, patch, patch)  # (B, C, H/p, W/p, p, p)
-    return p.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * patch * patch)
 
 
 def digits_captions(x: torch.Tensor, y: torch.Tensor, patch: int = 2

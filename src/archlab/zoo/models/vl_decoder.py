@@ -25,9 +25,19 @@ from archlab.errors import UserError
 from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.models.sequence import SequenceLayer
 
-__all__ = ["DIGIT_NAMES", "CaptionTask", "TinyVLDecoder", "caption_accuracy", "caption_loss", "caption_task"]
+__all__ = ["DIGIT_NAMES", "CaptionTask", "TinyVLDecoder", "caption_accuracy", "caption_loss", "caption_task",
+           "patchify"]
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def patchify(images: torch.Tensor, patch: int = 2) -> torch.Tensor:
+    """``(B, C, H, W)`` images to ``(B, (H/p)·(W/p), C·p·p)`` non-overlapping patches, row-major over the grid,
+    each patch's values ordered channel, row, column."""
+    if images.ndim != 4 or images.shape[2] % patch or images.shape[3] % patch:
+        raise UserError(f"patchify: need (B, C, H, W) images with H and W divisible by {patch}, "
+                        f"got {tuple(images.shape)}")
+    return F.unfold(images, patch, stride=patch).transpose(1, 2)
 
 
 class TinyVLDecoder(nn.Module):
@@ -59,12 +69,12 @@ class TinyVLDecoder(nn.Module):
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)
 
     def patches(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W) -> (B, n_patches, C * patch * patch)``, row-major over the patch grid."""
+        """``(B, C, H, W) -> (B, n_patches, C * patch * patch)`` (:func:`patchify`)."""
         shape = (self.in_chans, self.image_size, self.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != shape:
             raise UserError(f"vl decoder: expected images (B, {', '.join(map(str, shape))}), "
                             f"got {tuple(images.shape)}")
-        return F.unfold(images, self.patch, stride=self.patch).transpose(1, 2)
+        return patchify(images, self.patch)
 
     def embed(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """The decoder's input ``(B, n_patches + T, dim)``: embedded patches, then embedded text."""
