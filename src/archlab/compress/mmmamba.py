@@ -47,7 +47,6 @@ Teacher and student are models with ``embed(*inputs)`` (the first layer's input)
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -55,9 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.compress.mohawk import MohawkResult, StageProgress, knowledge_distillation_loss
+from archlab.compress.mohawk import MohawkResult, knowledge_distillation_loss, run_stages
 from archlab.errors import UserError
-from archlab.train import TrialFailed, fit
 from archlab.zoo.layers.causal_conv import causal_conv_with_history
 from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import ssd_chunked
@@ -277,38 +275,12 @@ def mmmamba_distill(teacher: nn.Module, student: nn.Module, batches: Callable[[i
                         f"{len(teacher.layers)}")
     if not _distilled(student) and (steps[0] or steps[1]):
         raise UserError("mmmamba: the student has no seeded Mamba-2 layer for stages 1 and 2 (see convert)")
-    was_training = teacher.training
-    needs_grad = [p.requires_grad for p in teacher.parameters()]
-    student_grad = [p.requires_grad for p in student.parameters()]
-    teacher.eval()
-    teacher.requires_grad_(False)
-    result = MohawkResult()
-    counter = itertools.count()
-    try:
-        for stage, n, rate in zip(STAGES, steps, rates, strict=True):
-            if n == 0:
-                continue
+    stages = []
+    for stage, n, rate in zip(STAGES, steps, rates, strict=True):
 
-            def loss_fn(model: nn.Module, batch: Sequence[torch.Tensor], stage: str = stage) -> torch.Tensor:
-                return stage_loss(stage, teacher, model, batch, temperature=temperature, task_loss=task_loss)
+        def loss_fn(model: nn.Module, batch: Sequence[torch.Tensor], stage: str = stage) -> torch.Tensor:
+            return stage_loss(stage, teacher, model, batch, temperature=temperature, task_loss=task_loss)
 
-            hooks = [StageProgress(stage, on_step)] if on_step is not None else []
-            trained = {id(p) for p in _stage_params(stage, student)}
-            for p in student.parameters():  # the frozen ones get no gradient (none is carried into a later stage)
-                p.requires_grad_(id(p) in trained)
-            student.zero_grad(set_to_none=True)
-            try:
-                fitted = fit(student, lambda progress: batches(next(counter)), loss_fn, steps=n,
-                             params=[p for p in student.parameters() if p.requires_grad], lr=rate,
-                             weight_decay=weight_decay, grad_clip=grad_clip, hooks=hooks, amp=False)
-            except TrialFailed as e:
-                raise TrialFailed(f"mmmamba: {stage}: {e}") from e
-            result.steps[stage], result.seconds[stage] = fitted.steps, fitted.seconds
-            result.curves[stage] = [(int(p["step"]), p["loss"]) for p in fitted.curve]
-    finally:
-        for p, flag in zip(teacher.parameters(), needs_grad, strict=True):
-            p.requires_grad_(flag)
-        for p, flag in zip(student.parameters(), student_grad, strict=True):
-            p.requires_grad_(flag)
-        teacher.train(was_training)
-    return result
+        stages.append((stage, n, rate, _stage_params(stage, student), loss_fn))
+    return run_stages("mmmamba", teacher, student, batches, stages, on_step, weight_decay=weight_decay,
+                      grad_clip=grad_clip, amp=False)

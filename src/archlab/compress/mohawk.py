@@ -40,7 +40,7 @@ from archlab.zoo.mixers.causal_attention import CausalSelfAttention
 from archlab.zoo.mixers.ssd import DiscreteMamba2
 from archlab.zoo.models.sequence import SequenceModel
 
-__all__ = ["STAGES", "MohawkResult", "StageProgress", "distilled_layers", "hidden_state_alignment_loss",
+__all__ = ["STAGES", "MohawkResult", "StageProgress", "run_stages", "distilled_layers", "hidden_state_alignment_loss",
            "knowledge_distillation_loss", "matrix_orientation_loss", "mohawk_distill", "teacher_hidden_states",
            "transfer_weights"]
 
@@ -183,6 +183,47 @@ class StageProgress(Hook):
         self.callback(self.stage, state.step, state.loss)
 
 
+def run_stages(label: str, teacher: nn.Module, student: nn.Module, batches: Callable[[int], object],
+               stages: Sequence[tuple[str, int, float, list[nn.Parameter], Callable[..., torch.Tensor]]],
+               on_step: Callable[[str, int, float], None] | None = None, **fit_kwargs: object) -> MohawkResult:
+    """Run a staged distillation: each ``(stage, steps, lr, params, loss_fn)`` is one :func:`archlab.train.fit` run
+    of ``steps`` steps at rate ``lr`` training only ``params`` (the student's other parameters get no gradient
+    meanwhile) on ``loss_fn(student, batch)``; ``batches(step)`` counts the steps across the stages; a stage of 0
+    steps is skipped. The teacher is frozen in eval mode throughout; every ``requires_grad`` flag and the
+    teacher's mode are restored afterwards. ``fit_kwargs`` go to every ``fit``; a failure names ``label`` and the
+    stage."""
+    was_training = teacher.training
+    teacher_grad = [p.requires_grad for p in teacher.parameters()]
+    student_grad = [p.requires_grad for p in student.parameters()]
+    teacher.eval()
+    teacher.requires_grad_(False)
+    result = MohawkResult()
+    counter = itertools.count()
+    try:
+        for stage, n, lr, params, loss_fn in stages:
+            if n == 0:
+                continue
+            trained = {id(p) for p in params}
+            for p in student.parameters():
+                p.requires_grad_(id(p) in trained)
+            student.zero_grad(set_to_none=True)
+            hooks = [StageProgress(stage, on_step)] if on_step is not None else []
+            try:
+                fitted = fit(student, lambda progress: batches(next(counter)), loss_fn, steps=n, params=params,
+                             lr=lr, hooks=hooks, **fit_kwargs)
+            except TrialFailed as e:
+                raise TrialFailed(f"{label}: {stage}: {e}") from e
+            result.steps[stage], result.seconds[stage] = fitted.steps, fitted.seconds
+            result.curves[stage] = [(int(p["step"]), p["loss"]) for p in fitted.curve]
+    finally:
+        for p, flag in zip(teacher.parameters(), teacher_grad, strict=True):
+            p.requires_grad_(flag)
+        for p, flag in zip(student.parameters(), student_grad, strict=True):
+            p.requires_grad_(flag)
+        teacher.train(was_training)
+    return result
+
+
 def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Callable[[int], torch.Tensor], *,
                    steps: Sequence[int] = (300, 300, 600), lr: float | Sequence[float] = 1e-3,
                    weight_decay: float = 0.0, warmup: float = 0.05, grad_clip: float = 1.0, transfer: bool = True,
@@ -207,36 +248,15 @@ def mohawk_distill(teacher: SequenceModel, student: SequenceModel, batches: Call
         raise UserError("mohawk: the student has no ssd layer to distil in stages 1 and 2")
     if transfer:
         transfer_weights(teacher, student)
-    was_training = teacher.training
-    needs_grad = [p.requires_grad for p in teacher.parameters()]
-    teacher.eval()
-    teacher.requires_grad_(False)
-    result = MohawkResult()
-    counter = itertools.count()  # batches(step) counts the steps across the stages
-    try:
-        for stage, n, rate in zip(STAGES, steps, rates, strict=True):
-            if n == 0:
-                continue
-            if stage == "knowledge_distillation":
-                params = list(student.parameters())
-            else:
-                params = [p for name, p in student.named_parameters() if _is_distilled(name, layers)]
+    stages = []
+    for stage, n, rate in zip(STAGES, steps, rates, strict=True):
+        params = list(student.parameters()) if stage == "knowledge_distillation" else \
+            [p for name, p in student.named_parameters() if _is_distilled(name, layers)]
 
-            def loss_fn(model: nn.Module, ids: torch.Tensor, stage: str = stage) -> torch.Tensor:
-                return _stage_loss(stage, teacher, model, ids)
+        def loss_fn(model: nn.Module, ids: torch.Tensor, stage: str = stage) -> torch.Tensor:
+            return _stage_loss(stage, teacher, model, ids)
 
-            hooks = [StageProgress(stage, on_step)] if on_step is not None else []
-            try:
-                # amp off: the stages' losses are compared against each other in full precision
-                fitted = fit(student, lambda progress: batches(next(counter)), loss_fn, steps=n, params=params,
-                             lr=rate, weight_decay=weight_decay, betas=(0.9, 0.95), warmup=warmup,
-                             grad_clip=grad_clip, log_every=log_every, hooks=hooks, amp=False)
-            except TrialFailed as e:
-                raise TrialFailed(f"mohawk: {stage}: {e}") from e
-            result.steps[stage], result.seconds[stage] = fitted.steps, fitted.seconds
-            result.curves[stage] = [(int(p["step"]), p["loss"]) for p in fitted.curve]
-    finally:
-        for p, flag in zip(teacher.parameters(), needs_grad, strict=True):
-            p.requires_grad_(flag)
-        teacher.train(was_training)
-    return result
+        stages.append((stage, n, rate, params, loss_fn))
+    # amp off: the stages' losses are compared against each other in full precision
+    return run_stages("mohawk", teacher, student, batches, stages, on_step, weight_decay=weight_decay,
+                      betas=(0.9, 0.95), warmup=warmup, grad_clip=grad_clip, log_every=log_every, amp=False)
